@@ -1,0 +1,22 @@
+from django.urls import re_path
+from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairView, TokenRefreshView
+
+from governance.api import views
+from governance.api.routers import OptionalSlashRouter
+
+router = OptionalSlashRouter()
+router.register("teams", views.TeamViewSet, basename="team")
+router.register("systems", views.AISystemViewSet, basename="aisystem")
+router.register("users", views.UserViewSet, basename="user")
+router.register("capabilities", views.CapabilityViewSet, basename="capability")
+router.register("control-assessments", views.ControlAssessmentViewSet, basename="controlassessment")
+router.register("evaluation-runs", views.EvaluationRunViewSet, basename="evaluationrun")
+router.register("audit", views.AuditLogViewSet, basename="auditlog")
+
+urlpatterns = [
+    re_path(r"^auth/token/?$", TokenObtainPairView.as_view(), name="token_obtain"),
+    re_path(r"^auth/token/refresh/?$", TokenRefreshView.as_view(), name="token_refresh"),
+    re_path(r"^auth/token/revoke/?$", TokenBlacklistView.as_view(), name="token_revoke"),
+    re_path(r"^kpis/?$", views.KPIView.as_view(), name="kpis"),
+    *router.urls,
+]

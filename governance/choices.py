@@ -1,0 +1,83 @@
+"""Enumerations shared across Vigil. Values are lowercase so the database, logs and API read alike."""
+
+from django.db import models
+
+
+class Severity(models.TextChoices):
+    CRITICAL = "critical", "Critical"
+    HIGH = "high", "High"
+    MEDIUM = "medium", "Medium"
+    LOW = "low", "Low"
+    INFO = "info", "Info"
+
+
+SEVERITY_RANK = {Severity.CRITICAL: 4, Severity.HIGH: 3, Severity.MEDIUM: 2, Severity.LOW: 1, Severity.INFO: 0}
+
+
+class EntityType(models.TextChoices):
+    MODEL = "model", "Model"
+    SYSTEM = "system", "System"
+    DATASET = "dataset", "Dataset"
+
+
+class RiskClass(models.TextChoices):
+    """EU AI Act risk tiers (Art. 5 prohibited, Art. 6 high-risk, Art. 50 limited, minimal)."""
+
+    PROHIBITED = "prohibited", "Prohibited (Art. 5)"
+    HIGH = "high", "High-risk (Art. 6)"
+    LIMITED = "limited", "Limited risk (Art. 50)"
+    MINIMAL = "minimal", "Minimal risk"
+
+
+class Role(models.TextChoices):
+    """Roles are Django groups of these names, created by migration."""
+
+    ADMIN = "admin", "Admin"
+    GOVERNANCE_LEAD = "governance_lead", "Governance lead"
+    REVIEWER = "reviewer", "Reviewer"
+    SECURITY = "security", "Security"
+    VIEWER = "viewer", "Viewer"
+    INGEST = "ingest", "Service account: ingest"
+    CICD = "cicd", "Service account: CI/CD"
+
+
+HUMAN_ROLES = frozenset({Role.ADMIN, Role.GOVERNANCE_LEAD, Role.REVIEWER, Role.SECURITY, Role.VIEWER})
+SERVICE_ROLES = frozenset({Role.INGEST, Role.CICD})
+
+
+class Framework(models.TextChoices):
+    EU_AI_ACT = "eu_ai_act", "EU AI Act"
+    NIST_AI_RMF = "nist_ai_rmf", "NIST AI RMF"
+    ISO_42001 = "iso_42001", "ISO/IEC 42001"
+
+
+class AssessmentStatus(models.TextChoices):
+    EFFECTIVE = "effective", "Effective"
+    PARTIALLY_EFFECTIVE = "partially_effective", "Partially effective"
+    INEFFECTIVE = "ineffective", "Ineffective"
+    NOT_ASSESSED = "not_assessed", "Not assessed"
+
+
+class ActorType(models.TextChoices):
+    USER = "user", "User"
+    SERVICE = "service", "Service account"
+    SYSTEM = "system", "System"
+
+
+class AuditAction(models.TextChoices):
+    """Every audited state change. Dotted values; never reuse or rename one (auditors query by it)."""
+
+    CONFIG_UPDATED = "config.updated", "Config value changed"
+    CONFIG_SEEDED = "config.seeded", "Config key seeded"
+    USER_CREATED = "user.created", "User created"
+    USER_ROLES_CHANGED = "user.roles_changed", "User roles or teams changed"
+    SERVICE_ACCOUNT_CREATED = "service_account.created", "Service account created"
+    SERVICE_ACCOUNT_ROTATED = "service_account.rotated", "Service account secret rotated"
+    TEAM_CREATED = "team.created", "Team created"
+    TEAM_UPDATED = "team.updated", "Team updated"
+    SYSTEM_REGISTERED = "system.registered", "AI system registered"
+    SYSTEM_UPDATED = "system.updated", "AI system updated"
+    CONTROL_ASSESSED = "control.assessed", "Control assessed"
+    EVALUATION_RECORDED = "evaluation.recorded", "Evaluation run recorded"
+    AUDIT_CHAIN_BROKEN = "audit.chain_broken", "Audit chain verification failed"
+    SCHEDULE_SYNCED = "schedule.synced", "Periodic task schedule synced"

@@ -1,0 +1,86 @@
+"""Capability checks owned by the governance core (registered with the KPI service)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from governance.choices import RiskClass
+from governance.models import AISystem, AuditVerification, ControlAssessment, EvaluationRun
+from governance.services.endpoints import PUBLIC_ENDPOINTS, api_endpoints
+from governance.services.kpis import ENFORCED, NOT_ENFORCED, CapabilityStatus, capability_check
+
+ASSESSMENT_MAX_AGE = timedelta(days=365)
+EVALUATION_MAX_AGE = timedelta(days=30)
+AUDIT_VERIFICATION_MAX_AGE = timedelta(hours=2)
+
+
+@capability_check("inventory")
+def inventory_status() -> CapabilityStatus:
+    systems = AISystem.objects.filter(is_active=True)
+    count = systems.count()
+    if not count:
+        return CapabilityStatus(NOT_ENFORCED, "no active AI system is registered")
+    teams = systems.values("team").distinct().count()
+    return CapabilityStatus(ENFORCED, f"{count} active AI systems registered across {teams} teams")
+
+
+@capability_check("risk_classification")
+def risk_classification_status() -> CapabilityStatus:
+    """Every system carries an EU AI Act tier and every high-risk one has a control assessment < 1 year old."""
+    since = timezone.now() - ASSESSMENT_MAX_AGE
+    recent = ControlAssessment.objects.filter(system=OuterRef("pk"), assessed_at__gte=since)
+    high = AISystem.objects.filter(is_active=True, risk_class=RiskClass.HIGH)
+    unassessed = list(high.filter(~Exists(recent)).values_list("name", flat=True)[:5])
+    total = AISystem.objects.filter(is_active=True).count()
+    if not total:
+        return CapabilityStatus(NOT_ENFORCED, "no active AI system to classify")
+    if unassessed:
+        return CapabilityStatus(
+            NOT_ENFORCED, f"high-risk systems without a current control assessment: {', '.join(unassessed)}"
+        )
+    return CapabilityStatus(ENFORCED, f"{total} systems classified; all {high.count()} high-risk systems assessed")
+
+
+@capability_check("evaluation")
+def evaluation_status() -> CapabilityStatus:
+    """Every active high-risk system has an evaluation run in the last 30 days."""
+    since = timezone.now() - EVALUATION_MAX_AGE
+    recent = EvaluationRun.objects.filter(system=OuterRef("pk"), ran_at__gte=since)
+    runs = EvaluationRun.objects.filter(ran_at__gte=since).count()
+    if not runs:
+        return CapabilityStatus(NOT_ENFORCED, "no evaluation run in the last 30 days")
+    stale = list(
+        AISystem.objects.filter(is_active=True, risk_class=RiskClass.HIGH)
+        .filter(~Exists(recent))
+        .values_list("name", flat=True)[:5]
+    )
+    if stale:
+        return CapabilityStatus(NOT_ENFORCED, f"high-risk systems not evaluated in 30 days: {', '.join(stale)}")
+    return CapabilityStatus(ENFORCED, f"{runs} evaluation results in the last 30 days")
+
+
+@capability_check("audit_trail")
+def audit_trail_status() -> CapabilityStatus:
+    last = AuditVerification.objects.order_by("-created_at").first()
+    if last is None:
+        return CapabilityStatus(NOT_ENFORCED, "the audit chain has never been verified")
+    if not last.ok:
+        return CapabilityStatus(NOT_ENFORCED, f"last verification failed at seq={last.broken_seq}: {last.reason}")
+    if last.created_at < timezone.now() - AUDIT_VERIFICATION_MAX_AGE:
+        return CapabilityStatus(NOT_ENFORCED, f"last verification is older than 2 h ({last.created_at:%Y-%m-%d %H:%M})")
+    return CapabilityStatus(
+        ENFORCED, f"chain of {last.checked_rows} rows verified at {last.created_at:%Y-%m-%d %H:%M} UTC"
+    )
+
+
+@capability_check("access_control")
+def access_control_status() -> CapabilityStatus:
+    """Every API endpoint that is not public on purpose requires an authenticated caller with a role."""
+    endpoints = [e for e in api_endpoints() if e.name not in PUBLIC_ENDPOINTS]
+    open_endpoints = sorted({e.route for e in endpoints if not e.requires_authentication})
+    if open_endpoints:
+        return CapabilityStatus(NOT_ENFORCED, f"endpoints without authentication: {', '.join(open_endpoints[:5])}")
+    return CapabilityStatus(ENFORCED, f"all {len(endpoints)} API endpoints require a JWT or session and a role")

@@ -1,0 +1,16 @@
+from governance.models.audit import AuditLog, AuditVerification
+from governance.models.base import VigilModel
+from governance.models.capabilities import Capability, ControlAssessment, EvaluationRun
+from governance.models.organization import AISystem, Team, User
+
+__all__ = [
+    "AISystem",
+    "AuditLog",
+    "AuditVerification",
+    "Capability",
+    "ControlAssessment",
+    "EvaluationRun",
+    "Team",
+    "User",
+    "VigilModel",
+]

@@ -1,0 +1,58 @@
+"""Read-side queries of the governance core, including the one team-scoping helper."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Model, QuerySet
+
+from governance.models import AISystem, AuditLog, Team, User
+
+_UNSET = object()
+
+
+def scope_to_teams(queryset: QuerySet, user: User) -> QuerySet:
+    """Limit ``queryset`` to what ``user`` may see; the one helper every API view and admin uses.
+
+    Each model declares ``team_scope_path``: the lookup from the model to its owning ``Team`` (``"team"``,
+    ``"system__team"``, ``"pk"`` for Team itself), or ``None`` for platform-wide rows (visibility is then
+    decided by role alone). A model that declares nothing is refused: scoping fails closed.
+    Admins (the ``admin`` role or superusers) see everything. Objects outside the caller's teams are
+    filtered out, so a lookup by id answers 404, not 403.
+    """
+    model: type[Model] = queryset.model
+    path = getattr(model, "team_scope_path", _UNSET)
+    if path is _UNSET:
+        raise ImproperlyConfigured(f"{model.__name__} declares no team_scope_path; cannot scope it")
+    if not getattr(user, "is_authenticated", False):
+        return queryset.none()
+    if path is None or user.is_admin_role:
+        return queryset
+    team_ids = list(user.teams.values_list("pk", flat=True))
+    scoped = queryset.filter(**{f"{path}__in": team_ids})
+    # A many-to-many path (a user in two of your teams) would otherwise repeat rows.
+    return scoped.distinct() if model._meta.get_field(path.split("__")[0]).many_to_many else scoped
+
+
+def team_list(*, user: User) -> QuerySet[Team]:
+    return scope_to_teams(Team.objects.all(), user)
+
+
+def ai_system_list(*, user: User) -> QuerySet[AISystem]:
+    return scope_to_teams(AISystem.objects.select_related("team", "owner"), user)
+
+
+def ai_system_get_by_ref(*, ref: str, user: User | None = None) -> AISystem | None:
+    """An AI system by its id or its unique name (events and payloads may use either)."""
+    qs = AISystem.objects.select_related("team")
+    if user is not None:
+        qs = scope_to_teams(qs, user)
+    try:
+        from uuid import UUID
+
+        return qs.filter(pk=UUID(str(ref))).first() or qs.filter(name=ref).first()
+    except ValueError:
+        return qs.filter(name=ref).first()
+
+
+def audit_log_list() -> QuerySet[AuditLog]:
+    return AuditLog.objects.all()

@@ -1,0 +1,10 @@
+"""Celery tasks of the governance core (thin: they call services)."""
+
+from governance.services.audit import audit_chain_verify_and_record
+from tasks.base import vigil_task
+
+
+@vigil_task(name="governance.audit_verify")
+def audit_verify() -> bool:
+    """Hourly walk of the audit chain. Not retried: a failure here must be seen, not hidden."""
+    return audit_chain_verify_and_record().ok

@@ -1,0 +1,1 @@
+"""Worker infrastructure: the instrumented base task, function metrics, the beat schedule registry."""

@@ -1,0 +1,223 @@
+"""In-memory aggregation of function metrics, flushed in bulk.
+
+Every instrumented call (a Celery task through ``tasks.base.VigilTask``, an HTTP request through
+``tasks.middleware.FunctionMetricsMiddleware``) calls :func:`record`, which only updates a dict under a
+lock and two prometheus-client metrics: no I/O on the hot path. A daemon thread per process flushes
+the aggregates every ``FUNCTION_METRICS_FLUSH_SECONDS`` with one upsert per function per window
+(``tasks.services.function_metrics_upsert``); process shutdown (atexit, Celery's
+``worker_process_shutdown``) flushes what is left.
+
+A *cold start* is the first invocation of a function in a process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.conf import settings
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Histogram as PromHistogram
+
+logger = logging.getLogger(__name__)
+
+# Upper bounds (ms) of the latency histogram buckets; the last bucket is +Inf. Fixed, so windows from
+# every process and every day can be summed and percentiles computed from the sums.
+HISTOGRAM_BOUNDS_MS: tuple[float, ...] = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+BUCKET_KEYS: tuple[str, ...] = (*(f"{bound:g}" for bound in HISTOGRAM_BOUNDS_MS), "+Inf")
+# Past this many pending rows (the database was unreachable for a long time) new windows are dropped
+# rather than growing without bound; the drop is logged.
+MAX_PENDING_ROWS = 50_000
+
+PROM_INVOCATIONS = PromCounter(
+    "vigil_function_invocations", "Invocations of instrumented functions.", ["function", "kind"]
+)
+PROM_ERRORS = PromCounter(
+    "vigil_function_errors", "Failed invocations by exception type.", ["function", "kind", "exception_type"]
+)
+PROM_COLD_STARTS = PromCounter(
+    "vigil_function_cold_starts", "First invocations of a function in a process.", ["function", "kind"]
+)
+PROM_LATENCY = PromHistogram(
+    "vigil_function_latency_seconds",
+    "Latency of instrumented functions.",
+    ["function", "kind"],
+    buckets=tuple(bound / 1000 for bound in HISTOGRAM_BOUNDS_MS),
+)
+
+
+def bucket_index(latency_ms: float) -> int:
+    for index, bound in enumerate(HISTOGRAM_BOUNDS_MS):
+        if latency_ms <= bound:
+            return index
+    return len(HISTOGRAM_BOUNDS_MS)
+
+
+@dataclass
+class WindowAggregate:
+    """What one process saw of one function in one window since its last flush."""
+
+    function_name: str
+    kind: str
+    window_start: datetime
+    window_seconds: int
+    invocations: int = 0
+    errors: int = 0
+    total_latency_ms: float = 0.0
+    max_latency_ms: float = 0.0
+    cold_starts: int = 0
+    errors_by_type: Counter = field(default_factory=Counter)
+    buckets: list[int] = field(default_factory=lambda: [0] * len(BUCKET_KEYS))
+
+    def merge(self, other: WindowAggregate) -> None:
+        self.invocations += other.invocations
+        self.errors += other.errors
+        self.total_latency_ms += other.total_latency_ms
+        self.max_latency_ms = max(self.max_latency_ms, other.max_latency_ms)
+        self.cold_starts += other.cold_starts
+        self.errors_by_type.update(other.errors_by_type)
+        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
+
+    @property
+    def histogram(self) -> dict[str, int]:
+        return {key: count for key, count in zip(BUCKET_KEYS, self.buckets, strict=True) if count}
+
+
+class FunctionMetricsRecorder:
+    """Per-process aggregator. Safe across threads and across fork (state resets in the child)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._reset_for_process()
+
+    def _reset_for_process(self) -> None:
+        self._pid = os.getpid()
+        self._pending: dict[tuple[str, datetime], WindowAggregate] = {}
+        self._seen: set[str] = set()
+        self._flusher: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def _ensure_process(self) -> None:
+        if self._pid != os.getpid():  # forked (Celery prefork child, gunicorn worker): start clean
+            self._lock = threading.Lock()
+            self._flush_lock = threading.Lock()
+            self._reset_for_process()
+        if self._flusher is None and settings.FUNCTION_METRICS_FLUSH_SECONDS > 0:
+            self._flusher = threading.Thread(target=self._flush_loop, name="vigil-metrics-flush", daemon=True)
+            self._flusher.start()
+
+    def record(self, *, name: str, kind: str, latency_ms: float, error_type: str | None = None) -> None:
+        """Count one call. O(1), in memory; never touches the database."""
+        if not settings.FUNCTION_METRICS_ENABLED:
+            return
+        self._ensure_process()
+        window_seconds = settings.FUNCTION_METRICS_WINDOW_SECONDS
+        epoch = time.time()
+        window_start = datetime.fromtimestamp(epoch - epoch % window_seconds, tz=UTC)
+        index = bucket_index(latency_ms)
+        with self._lock:
+            cold = name not in self._seen
+            if cold:
+                self._seen.add(name)
+            aggregate = self._pending.get((name, window_start))
+            if aggregate is None:
+                if len(self._pending) >= MAX_PENDING_ROWS:
+                    logger.warning("function metrics buffer full; dropping a window", extra={"function": name})
+                    return
+                aggregate = WindowAggregate(name, kind, window_start, window_seconds)
+                self._pending[(name, window_start)] = aggregate
+            aggregate.invocations += 1
+            aggregate.total_latency_ms += latency_ms
+            aggregate.max_latency_ms = max(aggregate.max_latency_ms, latency_ms)
+            aggregate.buckets[index] += 1
+            if cold:
+                aggregate.cold_starts += 1
+            if error_type:
+                aggregate.errors += 1
+                aggregate.errors_by_type[error_type] += 1
+        PROM_INVOCATIONS.labels(name, kind).inc()
+        PROM_LATENCY.labels(name, kind).observe(latency_ms / 1000)
+        if cold:
+            PROM_COLD_STARTS.labels(name, kind).inc()
+        if error_type:
+            PROM_ERRORS.labels(name, kind, error_type).inc()
+
+    def pending(self) -> list[WindowAggregate]:
+        with self._lock:
+            return list(self._pending.values())
+
+    def flush(self) -> int:
+        """Write everything aggregated so far; returns the number of rows upserted.
+
+        On a database error the aggregates are put back and retried at the next flush.
+        """
+        from tasks.services import function_metrics_upsert
+
+        if self._pid != os.getpid():
+            self._ensure_process()
+        with self._flush_lock:
+            with self._lock:
+                batch, self._pending = self._pending, {}
+            if not batch:
+                return 0
+            try:
+                function_metrics_upsert(aggregates=list(batch.values()))
+            except Exception:
+                logger.exception("function metrics flush failed; will retry", extra={"rows": len(batch)})
+                with self._lock:
+                    for key, aggregate in batch.items():
+                        current = self._pending.get(key)
+                        if current is None:
+                            self._pending[key] = aggregate
+                        else:
+                            current.merge(aggregate)
+                return 0
+            return len(batch)
+
+    def _flush_loop(self) -> None:
+        from django.db import close_old_connections
+
+        interval = settings.FUNCTION_METRICS_FLUSH_SECONDS
+        while not self._stop.wait(interval):
+            close_old_connections()
+            self.flush()
+
+    def forget_process_state(self) -> None:
+        """Drop pending data and the cold-start memory (tests, and benchmarks between phases)."""
+        with self._lock:
+            self._pending = {}
+            self._seen = set()
+
+
+recorder = FunctionMetricsRecorder()
+
+
+def record(*, name: str, kind: str, latency_ms: float, error_type: str | None = None) -> None:
+    recorder.record(name=name, kind=kind, latency_ms=latency_ms, error_type=error_type)
+
+
+def flush() -> int:
+    return recorder.flush()
+
+
+def _flush_quietly(*args, **kwargs) -> None:
+    try:
+        recorder.flush()
+    except Exception:  # never let shutdown crash on metrics
+        logger.exception("function metrics flush at shutdown failed")
+
+
+def install_process_hooks() -> None:
+    """Flush at interpreter exit and when a Celery worker (or prefork child) shuts down."""
+    from celery.signals import worker_process_shutdown, worker_shutdown
+
+    atexit.register(_flush_quietly)
+    worker_process_shutdown.connect(_flush_quietly, weak=False)
+    worker_shutdown.connect(_flush_quietly, weak=False)

@@ -1,0 +1,93 @@
+"""Function metrics for every HTTP endpoint."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from tasks import metrics
+from tasks.models import FunctionKind
+
+_NAMED_GROUP = re.compile(r"\(\?P<(?P<name>\w+)>")
+_CONVERTER = re.compile(r"<(?:\w+:)?(?P<name>\w+)>")
+
+
+def _strip_group(pattern: str, start: int) -> int:
+    """Index just past the regex group opening at ``start`` (nested parentheses and escapes handled)."""
+    depth, index = 0, start
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 2
+            continue
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+        index += 1
+    return index
+
+
+def normalize_route(route: str) -> str:
+    """A readable path for a URL route: ``/api/v1/teams/{pk}``.
+
+    Accepts both ``path()`` routes (``config/<str:key>``) and the regexes DRF routers produce
+    (``^teams/(?P<pk>[^/.]+)/?$``).
+    """
+    out, index = [], 0
+    while index < len(route):
+        match = _NAMED_GROUP.match(route, index)
+        if match:
+            out.append("{" + match.group("name") + "}")
+            index = _strip_group(route, index)
+            continue
+        out.append(route[index])
+        index += 1
+    text = _CONVERTER.sub(lambda m: "{" + m.group("name") + "}", "".join(out))
+    text = text.replace("^", "").replace("$", "").replace("/?", "/").replace("\\", "")
+    text = re.sub(r"/+", "/", "/" + text)
+    return text.rstrip("/") or "/"
+
+
+def endpoint_name(method: str, route: str) -> str:
+    """The function name of an endpoint in metrics: ``GET /api/v1/teams/{pk}``."""
+    return f"{method} {normalize_route(route)}"
+
+
+class FunctionMetricsMiddleware:
+    """Times every request and records it under its route (unresolved URLs under ``<unresolved>``).
+
+    Errors are unhandled exceptions (by class name) and 5xx responses (``HTTP5xx``); 4xx answers are
+    the client's mistakes and are not counted as errors of the function.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        if match is None:
+            name = f"{request.method} <unresolved>"
+        else:
+            name = endpoint_name(request.method or "GET", match.route)
+        error_type = getattr(request, "_vigil_exception_type", None)
+        if error_type is None and response.status_code >= 500:
+            error_type = f"HTTP{response.status_code}"
+        metrics.record(
+            name=name,
+            kind=FunctionKind.ENDPOINT,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            error_type=error_type,
+        )
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        request._vigil_exception_type = type(exception).__name__
+        return None

@@ -1,0 +1,59 @@
+"""Function metrics: one row per function per measurement window (the plan's ``function_metrics``)."""
+
+from django.db import models
+
+from governance.models.base import VigilModel
+
+
+class FunctionKind(models.TextChoices):
+    TASK = "task", "Celery task"
+    ENDPOINT = "endpoint", "HTTP endpoint"
+
+
+class FunctionMetric(VigilModel):
+    """Aggregated calls of one function (task or endpoint) in one window, summed over all processes.
+
+    Processes aggregate in memory and flush with one upsert per function per window that *adds* to the
+    row (``tasks.services.function_metrics_upsert``), so concurrent flushes never lose counts.
+    ``latency_histogram`` holds per-bucket counts keyed by the bucket's upper bound in ms ("+Inf" last);
+    ``errors_by_type`` holds counts keyed by exception class name.
+    """
+
+    team_scope_path = None  # platform-wide operational data
+
+    function_name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=FunctionKind.choices, db_index=True)
+    measurement_window = models.DateTimeField(help_text="Start of the window (UTC).")
+    window_seconds = models.PositiveIntegerField(default=60)
+    invocation_count = models.BigIntegerField(default=0)
+    error_count = models.BigIntegerField(default=0)
+    total_latency_ms = models.FloatField(default=0)
+    max_latency_ms = models.FloatField(default=0)
+    cold_start_count = models.BigIntegerField(default=0)
+    errors_by_type = models.JSONField(default=dict, blank=True)
+    latency_histogram = models.JSONField(default=dict, blank=True)
+    recorded_at = models.DateTimeField(help_text="Last flush into this row.")
+
+    class Meta:
+        db_table = "function_metrics"
+        ordering = ["-measurement_window", "function_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["function_name", "measurement_window"], name="function_metrics_window_unique"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["function_name", "-recorded_at"], name="idx_function_metrics_name_time"),
+            models.Index(fields=["-measurement_window"], name="idx_function_metrics_window"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.function_name} @ {self.measurement_window:%Y-%m-%d %H:%M}"
+
+    @property
+    def avg_latency_ms(self) -> float | None:
+        return self.total_latency_ms / self.invocation_count if self.invocation_count else None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.error_count / self.invocation_count if self.invocation_count else None
