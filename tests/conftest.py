@@ -17,18 +17,23 @@ from tests.factories import DEFAULT_PASSWORD, TeamFactory, UserFactory
 
 REQUIRE_POSTGRES = os.environ.get("VIGIL_REQUIRE_POSTGRES") == "1"
 REQUIRE_REDIS = os.environ.get("VIGIL_REQUIRE_REDIS") == "1"
+REQUIRE_BROWSER = os.environ.get("VIGIL_REQUIRE_BROWSER") == "1"
+CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 POSTGRES_ENGINE = "django.db.backends.postgresql"
 
 
 def pytest_runtest_setup(item):
-    """``postgres``/``redis`` tests skip without those services, and fail instead when CI demands them
-    (``VIGIL_REQUIRE_POSTGRES=1`` / ``VIGIL_REQUIRE_REDIS=1``, set by ``.ci/run``)."""
+    """``postgres``/``redis``/``browser`` tests skip without those services, and fail instead when CI
+    demands them (``VIGIL_REQUIRE_POSTGRES=1``, ``VIGIL_REQUIRE_REDIS=1``, ``VIGIL_REQUIRE_BROWSER=1``,
+    all set by ``.ci/run``)."""
     from django.conf import settings
 
     if item.get_closest_marker("postgres") and settings.DATABASES["default"]["ENGINE"] != POSTGRES_ENGINE:
         _unavailable("needs PostgreSQL: set DATABASE_URL=postgres://…", required=REQUIRE_POSTGRES)
     if item.get_closest_marker("redis") and not os.environ.get("CELERY_BROKER_URL", "").startswith("redis://"):
         _unavailable("needs Redis: set CELERY_BROKER_URL=redis://…", required=REQUIRE_REDIS)
+    if item.get_closest_marker("browser") and not os.access(CHROMIUM_PATH, os.X_OK):
+        _unavailable(f"needs Chromium at {CHROMIUM_PATH}: run `make browser-deps`", required=REQUIRE_BROWSER)
 
 
 def _unavailable(reason: str, *, required: bool) -> None:

@@ -1,0 +1,40 @@
+import json
+
+from django.core.management.base import BaseCommand
+
+from governance.services.kpis import kpi_report
+
+STATUS_MARK = {"met": "✔ met", "not_met": "✘ not met", "not_measured": "— not measured"}
+CAPABILITY_MARK = {"enforced": "✔", "not_enforced": "✘", "not_measured": "—"}
+
+
+def render_kpi_table(report: dict) -> str:
+    """The scorecard as a plain-text table (also used by the demo)."""
+    rows = [("KPI", "Baseline", "Target", "Now", "Status")]
+    rows += [(k["label"], k["baseline"], k["target"], k["display"], STATUS_MARK[k["status"]]) for k in report["kpis"]]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for index, row in enumerate(rows):
+        lines.append("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    caps = report["capabilities"]
+    lines.append("")
+    lines.append(f"Governance capabilities: {caps['enforced']}/{caps['total']} enforced")
+    for item in caps["items"]:
+        lines.append(f"  {CAPABILITY_MARK[item['status']]} {item['number']:>2}. {item['name']}: {item['evidence']}")
+    return "\n".join(lines)
+
+
+class Command(BaseCommand):
+    help = "Print the KPI scorecard (the plan's success criteria) computed from data."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
+
+    def handle(self, *args, **options):
+        report = kpi_report()
+        if options["json"]:
+            self.stdout.write(json.dumps(report, indent=2, ensure_ascii=False))
+        else:
+            self.stdout.write(render_kpi_table(report))
