@@ -7,7 +7,7 @@ from tasks.tasks import canary
 
 
 class Command(BaseCommand):
-    help = "Seed a small governance estate (teams, systems, assessments, evaluations), exercise it, verify the audit chain."
+    help = "Seed teams, AI systems, assessments and evaluations; exercise the workers; verify the audit chain."
 
     def handle(self, *args, **options):
         report = demo_seed()
