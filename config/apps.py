@@ -10,6 +10,13 @@ class PlatformConfigApp(AppConfig):
     verbose_name = "Platform configuration"
     default_auto_field = "django.db.models.BigAutoField"
 
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from config.seeding import seed_after_migrate
+
+        post_migrate.connect(seed_after_migrate, sender=self)
+
 
 class VigilAdminConfig(AdminConfig):
     default_site = "config.admin_site.VigilAdminSite"

@@ -1,15 +1,17 @@
-"""Seeding of declared config keys from data migrations (historical models, idempotent)."""
+"""Seeding of declared config keys: from data migrations, and re-ensured after ``flush``."""
 
+from django.apps import apps as global_apps
 from django.utils import timezone
 
 from config.keys import KEYS
 
 
-def seed_missing_keys(apps, schema_editor) -> None:
+def seed_missing_keys(apps=global_apps, schema_editor=None) -> None:
     """Insert every declared key that is not in ``platform_config`` yet, at version 1 with history.
 
-    Later migrations that declare new keys call this again; existing rows are never touched, so an
-    operator's tuned value survives upgrades.
+    Later migrations that declare new keys call this again, and ``post_migrate`` calls it after a
+    ``flush``; existing rows are never touched, so an operator's tuned value survives upgrades.
+    Not audited: it installs defaults, it does not change a value anyone relies on.
     """
     PlatformConfig = apps.get_model("config", "PlatformConfig")
     PlatformConfigHistory = apps.get_model("config", "PlatformConfigHistory")
@@ -29,3 +31,11 @@ def seed_missing_keys(apps, schema_editor) -> None:
             changed_at=now,
             reason="seeded by migration",
         )
+
+
+def seed_after_migrate(sender, using="default", apps=global_apps, **kwargs) -> None:
+    """``post_migrate`` handler: re-seed declared keys if a flush removed them."""
+    from django.db import connections
+
+    if "platform_config" in connections[using].introspection.table_names():
+        seed_missing_keys(apps)

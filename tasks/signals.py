@@ -2,7 +2,7 @@
 
 import logging
 
-from django.db import connection
+from django.db import connections
 
 logger = logging.getLogger(__name__)
 
@@ -11,7 +11,7 @@ def sync_schedules_after_migrate(sender, using="default", verbosity=1, **kwargs)
     """``migrate`` leaves the beat schedule in step with ``tasks.schedules`` (idempotent)."""
     from tasks.scheduling import schedules_sync
 
-    if "django_celery_beat_periodictask" not in connection.introspection.table_names():
+    if "django_celery_beat_periodictask" not in connections[using].introspection.table_names():
         return  # a partial migrate that has not created the beat tables yet
     report = schedules_sync()
     if verbosity >= 1 and (report.created or report.disabled_orphans):

@@ -1,0 +1,118 @@
+"""Real Celery worker processes for end-to-end tests (PostgreSQL + Redis)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.db import connection
+
+from config.celery import app as celery_app
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_S = 45
+
+
+def test_database_url() -> str:
+    """A DATABASE_URL pointing at the database this test run uses (pytest-django's test database)."""
+    s = connection.settings_dict
+    credentials = quote(s["USER"] or "", safe="")
+    if s.get("PASSWORD"):
+        credentials += ":" + quote(s["PASSWORD"], safe="")
+    return f"postgres://{credentials}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def worker_environment(**overrides: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": test_database_url(),
+        "VIGIL_IGNORE_DOTENV": "1",
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "FUNCTION_METRICS_FLUSH_SECONDS": "0.5",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(overrides)
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    """A `celery worker` subprocess consuming its own private queue; its output is kept for diagnosis."""
+
+    queue: str
+    process: subprocess.Popen
+    output: list[str] = field(default_factory=list)
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:
+            self.output.append(line.rstrip())
+            if " ready." in line:
+                self.ready.set()
+
+    def log(self) -> str:
+        return "\n".join(self.output[-60:])
+
+    def stop(self, timeout: float = 20) -> None:
+        """Warm shutdown (SIGTERM): children finish their task and flush their metrics."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def start_worker(*, concurrency: int = 1, pool: str = "prefork", **env: str) -> WorkerProcess:
+    queue = f"e2e-{uuid.uuid4().hex[:10]}"
+    command = [
+        sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO", f"--pool={pool}",
+        f"--concurrency={concurrency}", "-Q", queue, "-n", f"{queue}@%h",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=PROJECT_ROOT, env=worker_environment(**env), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    worker = WorkerProcess(queue=queue, process=process)
+    threading.Thread(target=worker._pump, daemon=True).start()
+    if not worker.ready.wait(READY_TIMEOUT_S):
+        worker.stop(timeout=5)
+        pytest.fail(f"celery worker did not become ready in {READY_TIMEOUT_S} s:\n{worker.log()}")
+    return worker
+
+
+@pytest.fixture
+def celery_worker(transactional_db) -> Iterator[WorkerProcess]:
+    """A real worker on Redis + the test PostgreSQL database; tasks sent from the test go to its queue."""
+    eager = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = False
+    worker = start_worker()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        celery_app.conf.task_always_eager = eager
+
+
+def wait_for(predicate, *, timeout: float, interval: float = 0.2, message: str = ""):
+    """Poll ``predicate`` until it returns something truthy; fail with ``message`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(message or f"condition not met within {timeout} s")
