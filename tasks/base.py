@@ -4,8 +4,8 @@ Every Celery task of Vigil is declared with :func:`vigil_task`, which
 
 * requires an explicit, stable ``name`` (django-celery-beat stores task names as strings, so moving a
   module must not orphan a schedule);
-* uses :class:`VigilTask`, which records the call into function metrics (count, latency histogram,
-  errors by exception type, cold starts) without touching the database on the call path;
+* wraps the function so every execution (worker or eager) is recorded into function metrics (count,
+  latency histogram, errors by exception type, cold starts) without touching the database;
 * applies the project defaults from ``config.settings`` (acks late, reject on worker loss, JSON, time
   limits); a task may tighten them.
 
@@ -14,6 +14,7 @@ Tasks stay thin: they take ids and call a service.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,13 +30,23 @@ _CONTROL_FLOW = (Retry, Ignore, Reject)
 
 
 class VigilTask(Task):
-    """Base class of every Vigil task: instruments each execution (worker or eager)."""
+    """Base class of every Vigil task.
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    The instrumentation wraps the task's *function* (see :func:`vigil_task`) rather than overriding
+    ``__call__``: Celery's tracer calls ``run`` directly when ``__call__`` is not overridden, and that
+    fast path is worth keeping (a custom ``__call__`` costs more than the measurement itself).
+    """
+
+
+def instrument(func: Callable[..., Any], *, name: str) -> Callable[..., Any]:
+    """Wrap ``func`` so each call is recorded into function metrics under ``name``."""
+
+    @functools.wraps(func)
+    def instrumented(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         error_type = None
         try:
-            return super().__call__(*args, **kwargs)
+            return func(*args, **kwargs)
         except _CONTROL_FLOW:
             raise
         except BaseException as exc:
@@ -43,15 +54,26 @@ class VigilTask(Task):
             raise
         finally:
             metrics.record(
-                name=self.name,
+                name=name,
                 kind=FunctionKind.TASK,
                 latency_ms=(time.perf_counter() - started) * 1000,
                 error_type=error_type,
             )
+
+    instrumented.__vigil_instrumented__ = True
+    return instrumented
+
+
+def is_instrumented(task: Task) -> bool:
+    return isinstance(task, VigilTask) and getattr(task.run, "__vigil_instrumented__", False)
 
 
 def vigil_task(*, name: str, **options: Any) -> Callable[[Callable[..., Any]], VigilTask]:
     """Declare a Celery task of the project: ``@vigil_task(name="incidents.lifecycle_tick")``."""
     if "." not in name:
         raise ValueError(f"task name {name!r} must be '<app>.<task>'")
-    return shared_task(base=VigilTask, name=name, **options)
+
+    def decorator(func: Callable[..., Any]) -> VigilTask:
+        return shared_task(base=VigilTask, name=name, **options)(instrument(func, name=name))
+
+    return decorator

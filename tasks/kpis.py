@@ -16,7 +16,7 @@ from governance.services.kpis import (
     capability_check,
     kpi_provider,
 )
-from tasks.base import VigilTask
+from tasks.base import is_instrumented
 from tasks.models import FunctionMetric
 
 MIDDLEWARE_PATH = "tasks.middleware.FunctionMetricsMiddleware"
@@ -34,7 +34,7 @@ def project_tasks() -> dict[str, object]:
 def observability_coverage() -> tuple[int, int, list[str]]:
     """(instrumented, total, uninstrumented names) over project tasks and URL endpoints."""
     tasks = project_tasks()
-    missing = [name for name, task in tasks.items() if not isinstance(task, VigilTask)]
+    missing = [name for name, task in tasks.items() if not is_instrumented(task)]
     endpoints = [e.route for e in iter_endpoints()]
     if MIDDLEWARE_PATH not in settings.MIDDLEWARE:
         missing.extend(endpoints)

@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,10 +54,8 @@ PROM_LATENCY = PromHistogram(
 
 
 def bucket_index(latency_ms: float) -> int:
-    for index, bound in enumerate(HISTOGRAM_BOUNDS_MS):
-        if latency_ms <= bound:
-            return index
-    return len(HISTOGRAM_BOUNDS_MS)
+    """Index of the bucket holding ``latency_ms`` (upper bounds inclusive, like Prometheus ``le``)."""
+    return bisect_left(HISTOGRAM_BOUNDS_MS, latency_ms)
 
 
 @dataclass
@@ -99,40 +98,56 @@ class FunctionMetricsRecorder:
 
     def _reset_for_process(self) -> None:
         self._pid = os.getpid()
-        self._pending: dict[tuple[str, datetime], WindowAggregate] = {}
+        self._pending: dict[tuple[str, int], WindowAggregate] = {}
         self._seen: set[str] = set()
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
+        self._prometheus: dict[tuple[str, str], tuple] = {}
+        self.reload_settings()
+
+    def reload_settings(self) -> None:
+        """Read the settings once (the hot path must not go through Django's settings proxy)."""
+        self._enabled = settings.FUNCTION_METRICS_ENABLED
+        self._window_seconds = settings.FUNCTION_METRICS_WINDOW_SECONDS
+        self._flush_seconds = settings.FUNCTION_METRICS_FLUSH_SECONDS
 
     def _ensure_process(self) -> None:
         if self._pid != os.getpid():  # forked (Celery prefork child, gunicorn worker): start clean
             self._lock = threading.Lock()
             self._flush_lock = threading.Lock()
             self._reset_for_process()
-        if self._flusher is None and settings.FUNCTION_METRICS_FLUSH_SECONDS > 0:
+        if self._flusher is None and self._flush_seconds > 0:
             self._flusher = threading.Thread(target=self._flush_loop, name="vigil-metrics-flush", daemon=True)
             self._flusher.start()
 
+    def _prometheus_children(self, name: str, kind: str) -> tuple:
+        children = self._prometheus.get((name, kind))
+        if children is None:
+            children = (PROM_INVOCATIONS.labels(name, kind), PROM_LATENCY.labels(name, kind))
+            self._prometheus[(name, kind)] = children
+        return children
+
     def record(self, *, name: str, kind: str, latency_ms: float, error_type: str | None = None) -> None:
         """Count one call. O(1), in memory; never touches the database."""
-        if not settings.FUNCTION_METRICS_ENABLED:
+        if not self._enabled:
             return
-        self._ensure_process()
-        window_seconds = settings.FUNCTION_METRICS_WINDOW_SECONDS
-        epoch = time.time()
-        window_start = datetime.fromtimestamp(epoch - epoch % window_seconds, tz=UTC)
+        if self._pid != os.getpid() or (self._flusher is None and self._flush_seconds > 0):
+            self._ensure_process()
+        window_seconds = self._window_seconds
+        window = int(time.time()) // window_seconds * window_seconds
         index = bucket_index(latency_ms)
         with self._lock:
             cold = name not in self._seen
             if cold:
                 self._seen.add(name)
-            aggregate = self._pending.get((name, window_start))
+            aggregate = self._pending.get((name, window))
             if aggregate is None:
                 if len(self._pending) >= MAX_PENDING_ROWS:
                     logger.warning("function metrics buffer full; dropping a window", extra={"function": name})
                     return
+                window_start = datetime.fromtimestamp(window, tz=UTC)
                 aggregate = WindowAggregate(name, kind, window_start, window_seconds)
-                self._pending[(name, window_start)] = aggregate
+                self._pending[(name, window)] = aggregate
             aggregate.invocations += 1
             aggregate.total_latency_ms += latency_ms
             aggregate.max_latency_ms = max(aggregate.max_latency_ms, latency_ms)
@@ -142,8 +157,9 @@ class FunctionMetricsRecorder:
             if error_type:
                 aggregate.errors += 1
                 aggregate.errors_by_type[error_type] += 1
-        PROM_INVOCATIONS.labels(name, kind).inc()
-        PROM_LATENCY.labels(name, kind).observe(latency_ms / 1000)
+        invocations, latency = self._prometheus_children(name, kind)
+        invocations.inc()
+        latency.observe(latency_ms / 1000)
         if cold:
             PROM_COLD_STARTS.labels(name, kind).inc()
         if error_type:
@@ -184,7 +200,7 @@ class FunctionMetricsRecorder:
     def _flush_loop(self) -> None:
         from django.db import close_old_connections
 
-        interval = settings.FUNCTION_METRICS_FLUSH_SECONDS
+        interval = self._flush_seconds
         while not self._stop.wait(interval):
             close_old_connections()
             self.flush()
@@ -214,10 +230,18 @@ def _flush_quietly(*args, **kwargs) -> None:
         logger.exception("function metrics flush at shutdown failed")
 
 
-def install_process_hooks() -> None:
-    """Flush at interpreter exit and when a Celery worker (or prefork child) shuts down."""
-    from celery.signals import worker_process_shutdown, worker_shutdown
+def _reload_on_setting_change(setting: str, **kwargs) -> None:
+    if setting.startswith("FUNCTION_METRICS_"):
+        recorder.reload_settings()
 
+
+def install_process_hooks() -> None:
+    """Flush at interpreter exit and when a Celery worker (or prefork child) shuts down; follow
+    ``override_settings`` in tests."""
+    from celery.signals import worker_process_shutdown, worker_shutdown
+    from django.core.signals import setting_changed
+
+    setting_changed.connect(_reload_on_setting_change, weak=False)
     atexit.register(_flush_quietly)
     worker_process_shutdown.connect(_flush_quietly, weak=False)
     worker_shutdown.connect(_flush_quietly, weak=False)
