@@ -57,7 +57,7 @@ format: install-dev ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
 
 check-deploy: install ## `check --deploy` with production settings and throwaway secrets
-	VIGIL_ENV=production ALLOWED_HOSTS=vigil.example.com \
+	VIGIL_ENV=production ALLOWED_HOSTS=vigil.example.com CELERY_BROKER_URL=redis://127.0.0.1:6379/0 \
 	SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))') \
 	JWT_SIGNING_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))') \
 	$(PY) manage.py check --deploy --fail-level WARNING

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from config import registry
 from config.keys import KEYS
+from config.models import PlatformConfig
 from governance.services.kpis import (
     ENFORCED,
     NOT_ENFORCED,
@@ -15,15 +16,19 @@ from governance.services.kpis import (
 
 
 def _centralized_keys() -> tuple[int, list[str]]:
-    """Declared keys that are stored in the database with a value that passes their schema."""
+    """Declared keys that are stored in the database with a value that passes their schema.
+
+    Reads the table itself, not this process's registry snapshot: a value changed around the registry
+    (SQL, a restore) bumps no version, so the snapshot's version stamp would never show the drift.
+    """
+    stored = dict(PlatformConfig.objects.values_list("key", "value"))
     problems = []
     for spec in KEYS:
-        entry = registry.entry(spec.key)
-        if not entry.stored:
+        if spec.key not in stored:
             problems.append(f"{spec.key} (not stored)")
             continue
         try:
-            registry.validate(spec.key, entry.value)
+            registry.validate(spec.key, stored[spec.key])
         except registry.ConfigValidationError:
             problems.append(f"{spec.key} (invalid)")
     return len(KEYS) - len(problems), problems

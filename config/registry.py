@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -97,9 +98,47 @@ def declared(key: str) -> ConfigKey:
         raise UnknownConfigKey(key) from None
 
 
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "text cannot contain NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "text must be valid Unicode (no lone surrogates)"
+    return None
+
+
+def _unstorable(value: Any) -> dict[str, list[str]]:
+    """Paths holding what JSON Schema accepts but no JSON column (PostgreSQL jsonb) or audit entry can
+    store: NaN or infinite numbers, NUL characters and lone surrogates. Bad object keys are named
+    escaped, so the error itself can be rendered. Iterative: nesting depth is the parser's business."""
+    errors: dict[str, list[str]] = {}
+    pending: list[tuple[str, Any]] = [("value", value)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            errors[path] = ["must be a finite number"]
+        elif isinstance(item, str):
+            if problem := _text_problem(item):
+                errors[path] = [problem]
+        elif isinstance(item, dict):
+            for name, child in item.items():
+                if problem := _text_problem(str(name)):
+                    errors[f"{path}.{str(name).encode('unicode_escape').decode('ascii')}"] = [f"key: {problem}"]
+                else:
+                    pending.append((f"{path}.{name}", child))
+        elif isinstance(item, list):
+            pending.extend((f"{path}.{index}", child) for index, child in enumerate(item))
+    return dict(sorted(errors.items()))
+
+
 def validate(key: str, value: Any) -> None:
-    """Raise ``ConfigValidationError`` naming every bad path; JSON Schema first, then semantic checks."""
+    """Raise ``ConfigValidationError`` naming every bad path: values no JSON column can store first,
+    then JSON Schema, then semantic checks."""
     spec = declared(key)
+    unstorable = _unstorable(value)
+    if unstorable:  # the schema's messages would quote the offending text
+        raise ConfigValidationError(key, unstorable)
     validator = Draft202012Validator(spec.schema, registry=_SCHEMA_REGISTRY, format_checker=FormatChecker())
     errors: dict[str, list[str]] = {}
     for error in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path))):
@@ -208,8 +247,8 @@ def set(key: str, value: Any, *, user: Any, reason: str = "", expected_version: 
 
     Guarantees: the value satisfies the key's schema; the version goes up by exactly one; a history
     row and a ``config.updated`` audit entry are written in the same transaction; with
-    ``expected_version`` set, a concurrent or stale edit raises ``StaleConfigVersion`` and nothing is
-    written. Setting the current value again is a no-op (no new version).
+    ``expected_version`` set (0 for a key served from its default), a concurrent or stale edit raises
+    ``StaleConfigVersion`` and nothing is written. Setting the current value again is a no-op (no new version).
     """
     from governance.choices import AuditAction
     from governance.services.audit import audit_record
@@ -219,10 +258,11 @@ def set(key: str, value: Any, *, user: Any, reason: str = "", expected_version: 
     actor = user if getattr(user, "is_authenticated", False) else None
     with transaction.atomic():
         row = PlatformConfig.objects.select_for_update().filter(key=key).first()
+        current = row.version if row is not None else 0  # 0: served from the default, as entry() reports
+        if expected_version is not None and current != expected_version:
+            raise StaleConfigVersion(key, expected_version, current)
         if row is None:
             row = _insert_default(spec)
-        if expected_version is not None and row.version != expected_version:
-            raise StaleConfigVersion(key, expected_version, row.version)
         if row.value == value:
             return row
         previous, now = row.value, timezone.now()

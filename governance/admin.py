@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import UserChangeForm
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count
 from django.http import HttpResponseRedirect
@@ -84,6 +87,10 @@ class TeamAdmin(AuditedAdmin):
     def member_count(self, obj):
         return obj._members
 
+    def has_add_permission(self, request):
+        # As in the API (POST /teams is admin-only); a lead's new team would also be invisible to them.
+        return request.user.is_admin_role and super().has_add_permission(request)
+
     def has_delete_permission(self, request, obj=None):
         return False  # teams own systems and history; rename instead
 
@@ -120,8 +127,21 @@ class AISystemAdmin(AuditedAdmin):
         self._set_active(request, queryset, True)
 
 
+class VigilUserChangeForm(UserChangeForm):
+    def clean_groups(self):
+        groups = self.cleaned_data.get("groups")
+        try:
+            organization.check_roles_fit_account(
+                is_service_account=self.instance.is_service_account, roles=[group.name for group in groups or []]
+            )
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.message_dict["roles"]) from exc
+        return groups
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    form = VigilUserChangeForm
     list_display = ["username", "email", "roles", "is_service_account", "is_active", "last_login"]
     list_filter = ["groups", "is_service_account", "is_active", "is_superuser"]
     search_fields = ["username", "email", "first_name", "last_name"]

@@ -1,15 +1,44 @@
 """Admin base classes shared by every app."""
 
 from django.contrib import admin
+from django.contrib.admin.utils import get_fields_from_path
 
 from governance.selectors import scope_to_teams
 
 
+def _is_team_scoped(model) -> bool:
+    return getattr(model, "team_scope_path", None) is not None
+
+
 class TeamScopedAdmin(admin.ModelAdmin):
-    """Rows outside the user's teams are invisible (the same helper as the API)."""
+    """Rows outside the user's teams are invisible (the same helper as the API): in the changelist, in
+    the choices of related-object fields (so a form cannot point at another team's object), and in the
+    list filters (which would otherwise name every team)."""
 
     def get_queryset(self, request):
         return scope_to_teams(super().get_queryset(request), request.user)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        return self._scoped_formfield(super().formfield_for_foreignkey(db_field, request, **kwargs), request)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        return self._scoped_formfield(super().formfield_for_manytomany(db_field, request, **kwargs), request)
+
+    def get_list_filter(self, request):
+        return [self._scoped_list_filter(entry) for entry in super().get_list_filter(request)]
+
+    @staticmethod
+    def _scoped_formfield(formfield, request):
+        if formfield is not None and _is_team_scoped(formfield.queryset.model):
+            formfield.queryset = scope_to_teams(formfield.queryset, request.user)
+        return formfield
+
+    def _scoped_list_filter(self, entry):
+        if isinstance(entry, str):
+            field = get_fields_from_path(self.model, entry)[-1]
+            if field.is_relation and _is_team_scoped(field.related_model):
+                return (entry, admin.RelatedOnlyFieldListFilter)
+        return entry
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -29,8 +29,20 @@ def scope_to_teams(queryset: QuerySet, user: User) -> QuerySet:
         return queryset
     team_ids = list(user.teams.values_list("pk", flat=True))
     scoped = queryset.filter(**{f"{path}__in": team_ids})
-    # A many-to-many path (a user in two of your teams) would otherwise repeat rows.
-    return scoped.distinct() if model._meta.get_field(path.split("__")[0]).many_to_many else scoped
+    # A many-valued path (a user in two of your teams) would otherwise repeat rows.
+    return scoped.distinct() if _is_many_valued(model, path) else scoped
+
+
+def _is_many_valued(model: type[Model], path: str) -> bool:
+    """Whether following ``path`` from ``model`` can reach several teams (a many-to-many or reverse FK)."""
+    for name in path.split("__"):
+        if name == "pk":
+            return False
+        field = model._meta.get_field(name)
+        if field.many_to_many or field.one_to_many:
+            return True
+        model = field.related_model
+    return False
 
 
 def team_list(*, user: User) -> QuerySet[Team]:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, ResolverMatch, resolve
 
 from tasks import metrics
 from tasks.models import FunctionKind
@@ -16,14 +17,19 @@ _CONVERTER = re.compile(r"<(?:\w+:)?(?P<name>\w+)>")
 
 
 def _strip_group(pattern: str, start: int) -> int:
-    """Index just past the regex group opening at ``start`` (nested parentheses and escapes handled)."""
-    depth, index = 0, start
+    """Index just past the regex group opening at ``start`` (nested parentheses, escapes and character
+    classes such as ``[^)]`` handled)."""
+    depth, index, in_class = 0, start, False
     while index < len(pattern):
         char = pattern[index]
         if char == "\\":
             index += 2
             continue
-        if char == "(":
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
             depth += 1
         elif char == ")":
             depth -= 1
@@ -59,6 +65,14 @@ def endpoint_name(method: str, route: str) -> str:
     return f"{method} {normalize_route(route)}"
 
 
+def _resolve(path: str) -> ResolverMatch | None:
+    """The route of a request answered before URL resolution (e.g. a 413 from the body-size guard)."""
+    try:
+        return resolve(path)
+    except Resolver404:
+        return None
+
+
 class FunctionMetricsMiddleware:
     """Times every request and records it under its route (unresolved URLs under ``<unresolved>``).
 
@@ -72,7 +86,7 @@ class FunctionMetricsMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         response = self.get_response(request)
-        match = getattr(request, "resolver_match", None)
+        match = getattr(request, "resolver_match", None) or _resolve(request.path_info)
         if match is None:
             name = f"{request.method} <unresolved>"
         else:

@@ -64,8 +64,15 @@ def schedules_sync(*, reset: bool = False, specs: tuple[ScheduleSpec, ...] = SCH
             setattr(task, name, owned[name])
         if reset:
             interval = _interval(spec.every_seconds)
-            if task.interval_id != interval.pk or task.crontab_id is not None or task.enabled != spec.enabled:
-                task.interval, task.crontab, task.enabled = interval, None, spec.enabled
+            other_schedules = (task.crontab_id, task.solar_id, task.clocked_id)
+            if (
+                task.interval_id != interval.pk
+                or any(pk is not None for pk in other_schedules)
+                or task.enabled != spec.enabled
+            ):
+                # django-celery-beat refuses an entry with two kinds of schedule: clear every other kind
+                task.interval, task.crontab, task.solar, task.clocked = interval, None, None, None
+                task.enabled = spec.enabled
                 changed.append("interval")
         if changed:
             task.save()

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from django.db import connection, transaction
 from django.utils import timezone
 
+from tasks.models import FunctionMetric
+
 if TYPE_CHECKING:
     from tasks.metrics import WindowAggregate
+
+_NAME_LENGTH = FunctionMetric._meta.get_field("function_name").max_length
 
 _COLUMNS = (
     "id, created_at, updated_at, function_name, kind, measurement_window, window_seconds, invocation_count, "
@@ -59,6 +65,25 @@ def _upsert_sql(vendor: str, rows: int) -> str:
     )
 
 
+def _one_per_row(aggregates: Iterable[WindowAggregate]) -> list[WindowAggregate]:
+    """One aggregate per stored row. Names are cut to the column's length, so two long names can meet
+    in one row, and PostgreSQL refuses to upsert a row twice in one statement. The callers' aggregates
+    are not modified (a failed flush puts them back as they were)."""
+    rows: dict[tuple, WindowAggregate] = {}
+    for aggregate in aggregates:
+        key = (aggregate.function_name[:_NAME_LENGTH], aggregate.window_start)
+        combined = rows.get(key)
+        if combined is None:
+            rows[key] = aggregate
+        else:
+            merged = dataclasses.replace(
+                combined, errors_by_type=Counter(combined.errors_by_type), buckets=list(combined.buckets)
+            )
+            merged.merge(aggregate)
+            rows[key] = merged
+    return list(rows.values())
+
+
 def function_metrics_upsert(*, aggregates: Iterable[WindowAggregate], chunk_size: int = 500) -> int:
     """Add in-memory aggregates into ``function_metrics``: one upsert row per function per window.
 
@@ -66,7 +91,7 @@ def function_metrics_upsert(*, aggregates: Iterable[WindowAggregate], chunk_size
     (max latency takes the maximum), so any number of processes may flush the same window concurrently.
     Rows are written in (function, window) order so concurrent flushes lock rows in one order.
     """
-    aggregates = sorted(aggregates, key=lambda a: (a.function_name, a.window_start))
+    aggregates = sorted(_one_per_row(aggregates), key=lambda a: (a.function_name, a.window_start))
     if not aggregates:
         return 0
     vendor = connection.vendor
@@ -85,7 +110,7 @@ def function_metrics_upsert(*, aggregates: Iterable[WindowAggregate], chunk_size
                         uuid.uuid4().hex if vendor == "sqlite" else uuid.uuid4(),
                         adapt(now),
                         adapt(now),
-                        aggregate.function_name[:200],
+                        aggregate.function_name[:_NAME_LENGTH],
                         aggregate.kind,
                         adapt(aggregate.window_start),
                         aggregate.window_seconds,

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -68,6 +69,11 @@ def _codes(detail: Any) -> set[str]:
 
 
 def _from_django(exc: Exception) -> Exception:
+    if isinstance(exc, IntegrityError):
+        # A race the serializer's checks could not see (two requests creating the same name at once):
+        # the transaction rolled back, nothing was written.
+        logger.warning("integrity error answered as 409: %s", exc)
+        return Conflict("The request conflicts with data written at the same time (e.g. a duplicate name); retry.")
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge()
     if isinstance(exc, Http404):

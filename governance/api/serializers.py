@@ -76,6 +76,9 @@ class CapabilitySerializer(serializers.ModelSerializer):
     class Meta:
         model = Capability
         fields = ["id", "number", "code", "name", "description", "enforced_by", "regulatory_refs", "status", "evidence"]
+        # Read-only also keeps the schema independent of the database: a writable ``number`` would carry
+        # the backend's integer range (32767 on PostgreSQL, 2**63-1 on SQLite).
+        read_only_fields = fields
 
     def _status(self, obj):
         return self.context["statuses"][obj.code]

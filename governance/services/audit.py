@@ -46,10 +46,13 @@ def _normalize(value: Any) -> Any:
     """JSON-native form of ``value`` that survives a round trip through PostgreSQL jsonb unchanged.
 
     Integral floats become ints (jsonb prints ``1e20`` back as ``100000000000000000000``); NaN and
-    infinities are refused because JSON cannot carry them.
+    infinities are refused because JSON cannot carry them, and NUL characters because jsonb cannot
+    (refused on every database, so SQLite in development fails the way PostgreSQL would).
     """
-    if value is None or isinstance(value, bool | str | int):
+    if value is None or isinstance(value, bool | int):
         return value
+    if isinstance(value, str):
+        return _text(value)
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             raise AuditDataError("audit data cannot contain NaN or infinity")
@@ -63,11 +66,17 @@ def _normalize(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(k): _normalize(v) for k, v in value.items()}
+        return {_text(str(k)): _normalize(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         items = [_normalize(v) for v in value]
         return sorted(items, key=canonical_json) if isinstance(value, set | frozenset) else items
     raise AuditDataError(f"audit data of type {type(value).__name__} is not JSON-serializable")
+
+
+def _text(value: str) -> str:
+    if "\x00" in value:
+        raise AuditDataError("audit data cannot contain NUL characters (PostgreSQL jsonb cannot store them)")
+    return value
 
 
 def canonical_json(value: Any) -> str:
@@ -97,7 +106,11 @@ def compute_hash(
         "object_id": object_id,
         "data": _normalize(data),
     }
-    return hashlib.sha256((prev_hash + canonical_json(payload)).encode()).hexdigest()
+    try:
+        encoded = (prev_hash + canonical_json(payload)).encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate: no database can store it either
+        raise AuditDataError("audit data must be valid Unicode text (no lone surrogates)") from exc
+    return hashlib.sha256(encoded).hexdigest()
 
 
 def _row_hash(row: AuditLog) -> str:

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.text import slugify
 
-from governance.choices import SERVICE_ROLES, AuditAction, Role
+from governance.choices import HUMAN_ROLES, SERVICE_ROLES, AuditAction, Role
 from governance.models import AISystem, Team, User
 from governance.services.audit import audit_record
 
@@ -129,10 +129,21 @@ def user_create(
 
 
 @transaction.atomic
+def check_roles_fit_account(*, is_service_account: bool, roles: Iterable[str]) -> None:
+    """People hold human roles only, service accounts service roles only (an ingest bot must never
+    become an admin). Raises ``ValidationError`` on field ``roles``."""
+    allowed = SERVICE_ROLES if is_service_account else HUMAN_ROLES
+    misfits = sorted((set(roles) & set(Role.values)) - allowed)
+    if misfits:
+        kind = "a service account" if is_service_account else "a person"
+        raise ValidationError({"roles": [f"{', '.join(misfits)} cannot be given to {kind}"]})
+
+
 def user_set_roles(*, user: User, roles: Iterable[str], teams: Iterable[Team], actor: User | None) -> User:
     """Replace a user's roles and teams; audits the before and after."""
     roles, teams = sorted(set(roles)), list(teams)
     groups = _groups_for(roles)
+    check_roles_fit_account(is_service_account=user.is_service_account, roles=roles)
     before = {
         "roles": sorted(user.groups.values_list("name", flat=True)),
         "teams": sorted(str(pk) for pk in user.teams.values_list("pk", flat=True)),

@@ -14,11 +14,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("name")
-        parser.add_argument("--role", required=True, choices=sorted(SERVICE_ROLES))
+        parser.add_argument("--role", choices=sorted(SERVICE_ROLES), help="Required when creating.")
         parser.add_argument("--team", action="append", default=[], help="Team slug or name (repeatable).")
         parser.add_argument("--rotate", action="store_true", help="Issue a new secret for an existing account.")
 
-    def handle(self, *args, name: str, role: str, team: list[str], rotate: bool, **options):
+    def handle(self, *args, name: str, role: str | None, team: list[str], rotate: bool, **options):
+        if rotate and (role or team):
+            raise CommandError("--rotate keeps the account's role and teams; drop --role/--team")
+        if not rotate and not role:
+            raise CommandError("--role is required when creating a service account")
         try:
             if rotate:
                 user = User.objects.filter(username=name).first()
@@ -31,7 +35,8 @@ class Command(BaseCommand):
                 )
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
-        self.stdout.write(f"service account: {credentials.user.username} (role {role})")
+        roles = ", ".join(credentials.user.role_list)
+        self.stdout.write(f"service account: {credentials.user.username} (role {roles})")
         self.stdout.write(f"secret: {credentials.secret}")
         self.stderr.write("Store the secret now; it is not shown again.")
 
