@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from django.db import connections
 from django.urls import reverse
 
 from config.models import PlatformConfig
@@ -36,15 +37,24 @@ def browser_page():
         try:
             yield page
         finally:
+            # ORM calls made while Playwright runs use a connection of their own context: close it, or
+            # the test database cannot be dropped at the end of the run.
+            connections.close_all()
             browser.close()
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+def submit(page, selector: str) -> None:
+    """Click a submit button and wait for the page it leads to."""
+    with page.expect_navigation():
+        page.click(selector)
 
 
 def log_in(page, live_server, username: str) -> None:
     page.goto(f"{live_server.url}{reverse('admin:login')}")
     page.fill("#id_username", username)
     page.fill("#id_password", DEFAULT_PASSWORD)
-    page.click("input[type=submit]")
+    submit(page, "input[type=submit]")
 
 
 def test_admin_home_shows_the_kpi_scorecard(live_server, browser_page):
@@ -71,7 +81,7 @@ def test_config_edit_in_admin_shows_schema_errors_then_saves(live_server, browse
     browser_page.goto(change_url)
     browser_page.fill("#id_value", "5")
     browser_page.fill("#id_reason", "try a tiny window")
-    browser_page.click("input[name=_save]")
+    submit(browser_page, "input[name=_save]")
 
     errors = browser_page.locator(".errorlist").all_inner_texts()
     assert any("value: 5 is less than the minimum of 10" in text for text in errors)
@@ -80,7 +90,7 @@ def test_config_edit_in_admin_shows_schema_errors_then_saves(live_server, browse
 
     browser_page.fill("#id_value", "600")
     browser_page.fill("#id_reason", "correlate slower pipelines")
-    browser_page.click("input[name=_save]")
+    submit(browser_page, "input[name=_save]")
 
     browser_page.locator(".messagelist .success").wait_for()
     key.refresh_from_db()
