@@ -26,6 +26,16 @@ from bench.harness import interleaved, time_per_call, write_result
 OVERHEAD_TARGET = 0.05
 
 
+def _overhead_rows(subject: str, kind: str, unit: str, plain_s: float, instrumented_s: float) -> list[dict]:
+    overhead = (instrumented_s - plain_s) / plain_s
+    return [
+        {"metric": f"{subject} without instrumentation", "value": plain_s * 1e6, "unit": unit},
+        {"metric": f"{subject} with instrumentation", "value": instrumented_s * 1e6, "unit": unit},
+        {"metric": f"{kind} instrumentation overhead", "value": overhead * 100, "unit": "%",
+         "target": "≤ 5%", "ok": overhead <= OVERHEAD_TARGET},
+    ]  # fmt: skip
+
+
 def _task_overhead() -> list[dict]:
     from celery import Task
 
@@ -41,13 +51,7 @@ def _task_overhead() -> list[dict]:
         lambda: time_per_call(plain.apply, calls=2000, repeats=3),
         lambda: time_per_call(instrumented.apply, calls=2000, repeats=3),
     )
-    overhead = (instrumented_s - plain_s) / plain_s
-    return [
-        {"metric": "no-op task via apply(), plain Celery Task", "value": plain_s * 1e6, "unit": "µs/call"},
-        {"metric": "no-op task via apply(), VigilTask", "value": instrumented_s * 1e6, "unit": "µs/call"},
-        {"metric": "task instrumentation overhead", "value": overhead * 100, "unit": "%",
-         "target": "≤ 5%", "ok": overhead <= OVERHEAD_TARGET},
-    ]  # fmt: skip
+    return _overhead_rows("no-op task via apply()", "task", "µs/call", plain_s, instrumented_s)
 
 
 def _endpoint_overhead() -> list[dict]:
@@ -62,13 +66,7 @@ def _endpoint_overhead() -> list[dict]:
             return time_per_call(lambda: client.get("/healthz"), calls=1000, repeats=3, warmup=50)
 
     plain_s, instrumented_s = interleaved(lambda: measure(without), lambda: measure(settings.MIDDLEWARE))
-    overhead = (instrumented_s - plain_s) / plain_s
-    return [
-        {"metric": "GET /healthz without metrics middleware", "value": plain_s * 1e6, "unit": "µs/request"},
-        {"metric": "GET /healthz with metrics middleware", "value": instrumented_s * 1e6, "unit": "µs/request"},
-        {"metric": "endpoint instrumentation overhead", "value": overhead * 100, "unit": "%",
-         "target": "≤ 5%", "ok": overhead <= OVERHEAD_TARGET},
-    ]  # fmt: skip
+    return _overhead_rows("GET /healthz", "endpoint", "µs/request", plain_s, instrumented_s)
 
 
 def _flush_cost() -> list[dict]:

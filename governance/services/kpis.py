@@ -134,6 +134,10 @@ def _capabilities_measurement(statuses: dict[str, CapabilityStatus]) -> Measurem
     )
 
 
+def _not_measured(spec: KPISpec, detail: str) -> KPIResult:
+    return KPIResult(spec.code, spec.label, spec.baseline, spec.target, None, "not measured", NOT_MEASURED, detail)
+
+
 def kpi_scorecard(statuses: dict[str, CapabilityStatus] | None = None) -> list[KPIResult]:
     """Every KPI of the plan, measured now."""
     _discover()
@@ -145,35 +149,13 @@ def kpi_scorecard(statuses: dict[str, CapabilityStatus] | None = None) -> list[K
         else:
             provider = _kpi_providers.get(spec.code)
         if provider is None:
-            results.append(
-                KPIResult(
-                    spec.code,
-                    spec.label,
-                    spec.baseline,
-                    spec.target,
-                    None,
-                    "not measured",
-                    NOT_MEASURED,
-                    "the engine that produces this figure has not landed yet",
-                )
-            )
+            results.append(_not_measured(spec, "the engine that produces this figure has not landed yet"))
             continue
         try:
             m = provider()
         except Exception as exc:
             logger.exception("KPI provider failed", extra={"kpi": spec.code})
-            results.append(
-                KPIResult(
-                    spec.code,
-                    spec.label,
-                    spec.baseline,
-                    spec.target,
-                    None,
-                    "not measured",
-                    NOT_MEASURED,
-                    f"measurement failed: {type(exc).__name__}",
-                )
-            )
+            results.append(_not_measured(spec, f"measurement failed: {type(exc).__name__}"))
             continue
         status = NOT_MEASURED if m.value is None else (MET if m.met else NOT_MET)
         results.append(
