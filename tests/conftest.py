@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from urllib.parse import quote
 
 import pytest
 from django.core.cache import cache
@@ -13,7 +14,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from config import registry
 from governance.choices import Role
 from tasks import metrics
-from tests.factories import DEFAULT_PASSWORD, TeamFactory, UserFactory
+from tests.factories import DEFAULT_PASSWORD, AISystemFactory, TeamFactory, UserFactory
 
 REQUIRE_POSTGRES = os.environ.get("VIGIL_REQUIRE_POSTGRES") == "1"
 REQUIRE_REDIS = os.environ.get("VIGIL_REQUIRE_REDIS") == "1"
@@ -84,6 +85,25 @@ def lead(make_user, team):
 @pytest.fixture
 def viewer(make_user, team):
     return make_user(Role.VIEWER, teams=[team], username="vic")
+
+
+def subprocess_database_url() -> str:
+    """A DATABASE_URL pointing at the database this test run uses, for subprocesses (workers, watchers)."""
+    s = connection.settings_dict
+    credentials = quote(s["USER"] or "", safe="")
+    if s.get("PASSWORD"):
+        credentials += ":" + quote(s["PASSWORD"], safe="")
+    return f"postgres://{credentials}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.fixture
+def own_system(team):
+    return AISystemFactory(name="fraud-scorer", team=team)
+
+
+@pytest.fixture
+def foreign_system(other_team):
+    return AISystemFactory(name="credit-limit-model", team=other_team)
 
 
 def bearer_client(user) -> APIClient:

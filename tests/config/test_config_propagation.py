@@ -11,12 +11,11 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.db import connection
 
 from config import registry
+from tests.conftest import subprocess_database_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KEY = "oversight.correlation_window_seconds"
@@ -42,20 +41,11 @@ WATCHER = textwrap.dedent(
 )
 
 
-def this_test_database_url() -> str:
-    """A DATABASE_URL for the database this test run uses (pytest-django's test database)."""
-    s = connection.settings_dict
-    credentials = quote(s["USER"] or "", safe="")
-    if s.get("PASSWORD"):
-        credentials += ":" + quote(s["PASSWORD"], safe="")
-    return f"postgres://{credentials}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
 def watcher_environment() -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if name != "CONFIG_REFRESH_SECONDS"}
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings",  # the production code path, with the default refresh interval
-        DATABASE_URL=this_test_database_url(),
+        DATABASE_URL=subprocess_database_url(),
         VIGIL_IGNORE_DOTENV="1",
         PYTHONUNBUFFERED="1",
     )

@@ -12,31 +12,21 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.db import connection
 
 from config.celery import app as celery_app
+from tests.conftest import subprocess_database_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 45
-
-
-def test_database_url() -> str:
-    """A DATABASE_URL pointing at the database this test run uses (pytest-django's test database)."""
-    s = connection.settings_dict
-    credentials = quote(s["USER"] or "", safe="")
-    if s.get("PASSWORD"):
-        credentials += ":" + quote(s["PASSWORD"], safe="")
-    return f"postgres://{credentials}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 def worker_environment(**overrides: str) -> dict[str, str]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": subprocess_database_url(),
         "VIGIL_IGNORE_DOTENV": "1",
         "CELERY_TASK_ALWAYS_EAGER": "0",
         "FUNCTION_METRICS_FLUSH_SECONDS": "0.5",

@@ -30,16 +30,6 @@ def reviewer(make_user, team):
     return make_user(Role.REVIEWER, teams=[team], username="rhea")
 
 
-@pytest.fixture
-def own_system(team):
-    return AISystemFactory(name="fraud-scorer", team=team)
-
-
-@pytest.fixture
-def foreign_system(other_team):
-    return AISystemFactory(name="credit-limit-model", team=other_team)
-
-
 # --- Logging in -------------------------------------------------------------------------------
 
 

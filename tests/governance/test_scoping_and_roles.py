@@ -36,16 +36,6 @@ def assert_forbidden(response) -> None:
     }
 
 
-@pytest.fixture
-def own_system(team):
-    return AISystemFactory(name="fraud-scorer", team=team)
-
-
-@pytest.fixture
-def foreign_system(other_team):
-    return AISystemFactory(name="credit-limit-model", team=other_team)
-
-
 def new_system_payload(team, **extra) -> dict:
     return {
         "name": "chargeback-classifier",
