@@ -32,6 +32,7 @@ from referencing import Registry, Resource
 from config.diff import json_diff
 from config.keys import KEYS, KEYS_BY_NAME, ConfigKey, load_schema
 from config.models import PlatformConfig, PlatformConfigHistory
+from governance.services.audit import text_storage_problem
 
 __all__ = [
     "ConfigEntry",
@@ -98,16 +99,6 @@ def declared(key: str) -> ConfigKey:
         raise UnknownConfigKey(key) from None
 
 
-def _text_problem(text: str) -> str | None:
-    if "\x00" in text:
-        return "text cannot contain NUL characters"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "text must be valid Unicode (no lone surrogates)"
-    return None
-
-
 def _unstorable(value: Any) -> dict[str, list[str]]:
     """Paths holding what JSON Schema accepts but no JSON column (PostgreSQL jsonb) or audit entry can
     store: NaN or infinite numbers, NUL characters and lone surrogates. Bad object keys are named
@@ -119,11 +110,11 @@ def _unstorable(value: Any) -> dict[str, list[str]]:
         if isinstance(item, float) and not math.isfinite(item):
             errors[path] = ["must be a finite number"]
         elif isinstance(item, str):
-            if problem := _text_problem(item):
+            if problem := text_storage_problem(item):
                 errors[path] = [problem]
         elif isinstance(item, dict):
             for name, child in item.items():
-                if problem := _text_problem(str(name)):
+                if problem := text_storage_problem(str(name)):
                     errors[f"{path}.{str(name).encode('unicode_escape').decode('ascii')}"] = [f"key: {problem}"]
                 else:
                     pending.append((f"{path}.{name}", child))

@@ -73,9 +73,21 @@ def _normalize(value: Any) -> Any:
     raise AuditDataError(f"audit data of type {type(value).__name__} is not JSON-serializable")
 
 
+def text_storage_problem(text: str) -> str | None:
+    """Why PostgreSQL ``jsonb`` (and so the audit chain and the config registry) cannot store ``text``,
+    or None: NUL characters and lone surrogates are refused on every database alike."""
+    if "\x00" in text:
+        return "text cannot contain NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "text must be valid Unicode (no lone surrogates)"
+    return None
+
+
 def _text(value: str) -> str:
-    if "\x00" in value:
-        raise AuditDataError("audit data cannot contain NUL characters (PostgreSQL jsonb cannot store them)")
+    if problem := text_storage_problem(value):
+        raise AuditDataError(f"audit data: {problem}")
     return value
 
 

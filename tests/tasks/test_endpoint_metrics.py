@@ -8,22 +8,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tasks import metrics
-from tasks.metrics import WindowAggregate
 from tasks.middleware import endpoint_name, normalize_route
 from tasks.models import FunctionKind
 from tests.factories import AISystemFactory
+from tests.tasks.recorded import recorded
 
 ERROR_URLS = pytest.mark.urls("tests.tasks.urls_for_errors")
-
-
-def recorded(name: str) -> WindowAggregate:
-    """What the process recorder holds for ``name`` (merged over windows)."""
-    found = [aggregate for aggregate in metrics.recorder.pending() if aggregate.function_name == name]
-    assert found, f"nothing recorded for {name!r}; recorded: {recorded_names()}"
-    total = WindowAggregate(name, found[0].kind, found[0].window_start, found[0].window_seconds)
-    for part in found:
-        total.merge(part)  # into a fresh aggregate: the recorder's own stay untouched
-    return total
 
 
 def recorded_names() -> set[str]:

@@ -22,6 +22,7 @@ from tasks.models import FunctionKind, FunctionMetric
 from tasks.percentiles import histogram_percentile
 from tasks.services import function_metrics_upsert
 from tasks.tasks import CanaryFailure, canary
+from tests.tasks.recorded import recorded
 
 # Mid-window, so a handful of calls never straddles a window boundary by accident.
 NOON = datetime(2025, 3, 14, 12, 0, 30, tzinfo=UTC)
@@ -57,16 +58,6 @@ def record_calls(name: str, latencies, *, kind: str = FunctionKind.TASK, errors=
     record = (target or metrics.recorder).record
     for latency, error in itertools.zip_longest(latencies, errors):
         record(name=name, kind=kind, latency_ms=latency, error_type=error)
-
-
-def pending(name: str) -> WindowAggregate:
-    """What the process recorder holds for ``name`` (merged over windows)."""
-    found = [aggregate for aggregate in metrics.recorder.pending() if aggregate.function_name == name]
-    assert found, f"nothing recorded for {name!r}"
-    total = WindowAggregate(name, found[0].kind, found[0].window_start, found[0].window_seconds)
-    for part in found:
-        total.merge(part)  # into a fresh aggregate: the recorder's own stay untouched
-    return total
 
 
 def aggregate(name: str, *, window_start=NOON_WINDOW, latencies=(), errors=(), cold_starts=0) -> WindowAggregate:
@@ -386,8 +377,8 @@ def test_a_cold_start_is_counted_once_per_function_per_process(frozen_noon):
     record_calls("tests.alpha", [1.0, 1.0, 1.0])
     record_calls("tests.beta", [1.0])
 
-    assert pending("tests.alpha").cold_starts == 1
-    assert pending("tests.beta").cold_starts == 1
+    assert recorded("tests.alpha").cold_starts == 1
+    assert recorded("tests.beta").cold_starts == 1
 
 
 @pytest.mark.django_db
@@ -397,7 +388,7 @@ def test_a_flush_does_not_make_the_next_call_cold_again(frozen_noon):
 
     record_calls("tests.alpha", [1.0])
 
-    assert pending("tests.alpha").cold_starts == 0
+    assert recorded("tests.alpha").cold_starts == 0
 
 
 def test_a_forked_process_starts_with_an_empty_buffer_and_counts_its_own_cold_start(monkeypatch, frozen_noon):
@@ -407,7 +398,7 @@ def test_a_forked_process_starts_with_an_empty_buffer_and_counts_its_own_cold_st
     monkeypatch.setattr(metrics.os, "getpid", lambda: parent_pid + 1)  # as in a prefork child
     record_calls("tests.alpha", [1.0])
 
-    child = pending("tests.alpha")
+    child = recorded("tests.alpha")
     assert child.invocations == 1  # the parent's buffered calls are the parent's to flush
     assert child.cold_starts == 1
 
@@ -418,12 +409,12 @@ def test_a_forked_process_starts_with_an_empty_buffer_and_counts_its_own_cold_st
 def test_an_eager_task_run_records_a_task_metric():
     assert canary.delay().get() == "ok"
 
-    recorded = pending("tasks.canary")
-    assert recorded.kind == FunctionKind.TASK
-    assert recorded.invocations == 1
-    assert recorded.errors == 0
-    assert recorded.cold_starts == 1
-    assert sum(recorded.buckets) == 1
+    seen = recorded("tasks.canary")
+    assert seen.kind == FunctionKind.TASK
+    assert seen.invocations == 1
+    assert seen.errors == 0
+    assert seen.cold_starts == 1
+    assert sum(seen.buckets) == 1
 
 
 def test_a_failing_task_is_counted_as_an_error_by_exception_type():
@@ -431,16 +422,16 @@ def test_a_failing_task_is_counted_as_an_error_by_exception_type():
         canary.delay(mode="fail")
     assert canary.apply(kwargs={"mode": "fail"}, throw=False).failed()
 
-    recorded = pending("tasks.canary")
-    assert recorded.invocations == 2
-    assert recorded.errors == 2
-    assert recorded.errors_by_type == {"CanaryFailure": 2}
+    seen = recorded("tasks.canary")
+    assert seen.invocations == 2
+    assert seen.errors == 2
+    assert seen.errors_by_type == {"CanaryFailure": 2}
 
 
 def test_calling_a_task_directly_is_instrumented_too():
     assert canary() == "ok"
 
-    assert pending("tasks.canary").invocations == 1
+    assert recorded("tasks.canary").invocations == 1
 
 
 @pytest.mark.django_db
@@ -462,20 +453,20 @@ def test_a_task_asking_for_a_retry_is_not_counted_as_an_error():
     # throw=False: an eager retry is replayed by apply() instead of propagating (task_eager_propagates)
     assert retrying_probe.apply(args=[key], throw=False).get() == "done"
 
-    recorded = pending("tests.retrying_probe")
+    seen = recorded("tests.retrying_probe")
     assert _retry_attempts[key] == 2
-    assert recorded.invocations == 2
-    assert recorded.errors == 0
-    assert recorded.errors_by_type == {}
+    assert seen.invocations == 2
+    assert seen.errors == 0
+    assert seen.errors_by_type == {}
 
 
 @pytest.mark.parametrize("exception", sorted(_CONTROL_FLOW))
 def test_celery_control_flow_exceptions_are_not_errors(exception):
     control_flow_probe.apply(args=[exception], throw=False)
 
-    recorded = pending("tests.control_flow_probe")
-    assert recorded.invocations == 1
-    assert recorded.errors == 0
+    seen = recorded("tests.control_flow_probe")
+    assert seen.invocations == 1
+    assert seen.errors == 0
 
 
 # --- Percentiles from the histogram --------------------------------------------------------------
