@@ -174,6 +174,28 @@ KEYS: tuple[ConfigKey, ...] = (
         default=900,
         description="A firing alert with no new breach for this long resolves; a later breach is a new occurrence.",
     ),
+    ConfigKey(
+        key="oversight.rate_rule",
+        category=ConfigCategory.THRESHOLDS,
+        default={"min_breaches": 3, "window_seconds": 300},
+        description=(
+            "Rate rules fire when one signal of one system crosses its warning level this many times "
+            "inside the window (a sustained drift); fewer breaches keep the alert pending."
+        ),
+    ),
+    ConfigKey(
+        key="oversight.absence_window_seconds",
+        category=ConfigCategory.THRESHOLDS,
+        default=600,
+        description="A system that has sent heartbeats and sends none for this long raises a heartbeat-absence alert.",
+    ),
+    ConfigKey(
+        key="oversight.compound_min_signals",
+        category=ConfigCategory.THRESHOLDS,
+        default=2,
+        description="Distinct signals breaching their warning level on one system inside the correlation window "
+        "that make a compound alert.",
+    ),
     _per_severity(
         "slo.mttd_seconds",
         ConfigCategory.SLO,
