@@ -262,6 +262,7 @@ class ScenarioKind(models.TextChoices):
     SUSTAINED_DRIFT = "sustained_drift", "Sustained drift"
     COMPOUND = "compound", "Multi-signal incident"
     HEARTBEAT_LOSS = "heartbeat_loss", "Heartbeat loss"
+    NEAR_MISS = "near_miss", "Near miss (noise that must not alert)"
 
 
 class ScenarioLabel(VigilModel):
@@ -279,7 +280,7 @@ class ScenarioLabel(VigilModel):
     category = models.CharField(max_length=16, choices=Category.choices)
     severity = models.CharField(max_length=16, choices=Severity.choices)
     signals = models.JSONField(default=list)
-    expected_rule = models.CharField(max_length=100)
+    expected_rule = models.CharField(max_length=100, blank=True, help_text="Blank: nothing should fire.")
     onset_at = models.DateTimeField(help_text="Event time of the first anomalous event (or of the missed beat).")
     event_count = models.PositiveIntegerField(default=0)
 
