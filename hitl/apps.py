@@ -2,7 +2,8 @@ from django.apps import AppConfig
 
 
 class HitlConfig(AppConfig):
-    """Human-in-the-loop review queue, auto-assist and auto-approval (the engine lands with issue 4; the queue model and the service that fills it from alerts are here)."""
+    """Human-in-the-loop review queue: the queue and the service that fills it from alerts (issue 3);
+    auto-assist, auto-approval and triage land with issue 4."""
 
     name = "hitl"
     verbose_name = "Human review (HITL)"

@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class IncidentsConfig(AppConfig):
-    """Incidents and their lifecycle engine (its engine lands with issue 5)."""
+    """Incidents: opened from alerts by the oversight engine; the lifecycle engine lands with issue 5."""
 
     name = "incidents"
     verbose_name = "Incidents"

@@ -196,7 +196,10 @@ class SystemHeartbeat(models.Model):
     team_scope_path = "system__team"
 
     system = models.OneToOneField(AISystem, primary_key=True, on_delete=models.CASCADE, related_name="heartbeat")
-    last_seen_at = models.DateTimeField(db_index=True)
+    last_seen_at = models.DateTimeField(db_index=True, help_text="Event time of the latest heartbeat.")
+    last_received_at = models.DateTimeField(
+        db_index=True, help_text="Arrival time of the latest heartbeat (the wall-clock absence check uses it)."
+    )
     last_event_id = models.UUIDField()
 
     class Meta:

@@ -29,6 +29,27 @@ class ScheduleSpec:
 
 SCHEDULES: tuple[ScheduleSpec, ...] = (
     ScheduleSpec(
+        task="oversight.sweep_outbox",
+        every_seconds=60,
+        description="Re-enqueue event batches left unprocessed for over a minute (lost task, dead worker).",
+        queue="events",
+        expires_seconds=55,
+    ),
+    ScheduleSpec(
+        task="oversight.resolve_stale_alerts",
+        every_seconds=60,
+        description="Resolve open alerts with no new breach for the configured quiet period.",
+        queue="events",
+        expires_seconds=55,
+    ),
+    ScheduleSpec(
+        task="oversight.check_heartbeats",
+        every_seconds=60,
+        description="Raise absence alerts for active systems whose heartbeats stopped arriving.",
+        queue="events",
+        expires_seconds=55,
+    ),
+    ScheduleSpec(
         task="governance.audit_verify",
         every_seconds=3600,
         description="Walk the hash-chained audit log and record the result; a break is logged and audited.",

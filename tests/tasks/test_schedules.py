@@ -80,7 +80,7 @@ def test_sync_is_idempotent():
     assert report.created == []
     assert report.updated == []
     assert report.disabled_orphans == []
-    assert report.unchanged == [AUDIT_VERIFY]
+    assert sorted(report.unchanged) == sorted(spec.periodic_task_name for spec in SCHEDULES)
     assert PeriodicTask.objects.filter(name=AUDIT_VERIFY).count() == 1
 
 
@@ -100,7 +100,7 @@ def test_sync_creates_a_newly_declared_schedule_as_declared():
     entry = PeriodicTask.objects.get(name="vigil:tests.probe_tick")
     assert (entry.task, entry.queue, entry.expire_seconds, entry.enabled) == ("tests.probe_tick", "events", 90, False)
     assert entry.interval.every == 120
-    assert schedules_sync(specs=(*SCHEDULES, spec)).unchanged == [AUDIT_VERIFY, "vigil:tests.probe_tick"]
+    assert "vigil:tests.probe_tick" in schedules_sync(specs=(*SCHEDULES, spec)).unchanged
 
 
 def test_an_operators_interval_and_enabled_flag_survive_a_sync():
@@ -111,7 +111,7 @@ def test_an_operators_interval_and_enabled_flag_survive_a_sync():
 
     report = schedules_sync()
 
-    assert report.unchanged == [AUDIT_VERIFY]
+    assert AUDIT_VERIFY in report.unchanged
     entry = audit_verify_entry()
     assert entry.interval.every == 600
     assert entry.enabled is False
@@ -162,7 +162,7 @@ def test_reset_replaces_an_operators_crontab_with_the_declared_interval():
 
 
 def test_reset_of_an_untouched_schedule_changes_nothing():
-    assert schedules_sync(reset=True).unchanged == [AUDIT_VERIFY]
+    assert sorted(schedules_sync(reset=True).unchanged) == sorted(s.periodic_task_name for s in SCHEDULES)
 
 
 def test_sync_disables_an_orphaned_vigil_schedule_and_leaves_others_alone():
@@ -184,7 +184,7 @@ def test_sync_disables_an_orphaned_vigil_schedule_and_leaves_others_alone():
 def test_the_command_writes_no_audit_entry_when_nothing_changed():
     output = sync_command()
 
-    assert "0 created, 0 updated, 1 unchanged, 0 orphaned disabled" in output
+    assert f"0 created, 0 updated, {len(SCHEDULES)} unchanged, 0 orphaned disabled" in output
     assert not schedule_audits().exists()
 
 
