@@ -30,9 +30,7 @@ class Incident(VigilModel):
     system = models.ForeignKey(AISystem, null=True, blank=True, on_delete=models.PROTECT, related_name="incidents")
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="incidents")
     severity = models.CharField(max_length=16, choices=Severity.choices, db_index=True)
-    status = models.CharField(
-        max_length=16, choices=IncidentStatus.choices, default=IncidentStatus.OPEN, db_index=True
-    )
+    status = models.CharField(max_length=16, choices=IncidentStatus.choices, default=IncidentStatus.OPEN, db_index=True)
     fingerprint = models.CharField(max_length=64, blank=True, db_index=True)
     source_alert = models.ForeignKey(
         "oversight.Alert", null=True, blank=True, on_delete=models.SET_NULL, related_name="incidents"

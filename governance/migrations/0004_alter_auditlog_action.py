@@ -4,15 +4,42 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('governance', '0003_audit_log_append_only'),
+        ("governance", "0003_audit_log_append_only"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditlog',
-            name='action',
-            field=models.CharField(choices=[('config.updated', 'Config value changed'), ('config.seeded', 'Config key seeded'), ('user.created', 'User created'), ('user.roles_changed', 'User roles or teams changed'), ('service_account.created', 'Service account created'), ('service_account.rotated', 'Service account secret rotated'), ('team.created', 'Team created'), ('team.updated', 'Team updated'), ('system.registered', 'AI system registered'), ('system.updated', 'AI system updated'), ('control.assessed', 'Control assessed'), ('evaluation.recorded', 'Evaluation run recorded'), ('audit.chain_broken', 'Audit chain verification failed'), ('schedule.synced', 'Periodic task schedule synced'), ('events.ingested', 'Event batch ingested'), ('alert.fired', 'Alert fired'), ('alert.resolved', 'Alert resolved'), ('detection_rule.updated', 'Detection rule changed'), ('incident.opened', 'Incident opened'), ('review.created', 'Review item queued'), ('simulation.started', 'Simulation started'), ('simulation.stopped', 'Simulation stopped'), ('simulation.finished', 'Simulation finished')], db_index=True, max_length=64),
+            model_name="auditlog",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("config.updated", "Config value changed"),
+                    ("config.seeded", "Config key seeded"),
+                    ("user.created", "User created"),
+                    ("user.roles_changed", "User roles or teams changed"),
+                    ("service_account.created", "Service account created"),
+                    ("service_account.rotated", "Service account secret rotated"),
+                    ("team.created", "Team created"),
+                    ("team.updated", "Team updated"),
+                    ("system.registered", "AI system registered"),
+                    ("system.updated", "AI system updated"),
+                    ("control.assessed", "Control assessed"),
+                    ("evaluation.recorded", "Evaluation run recorded"),
+                    ("audit.chain_broken", "Audit chain verification failed"),
+                    ("schedule.synced", "Periodic task schedule synced"),
+                    ("events.ingested", "Event batch ingested"),
+                    ("alert.fired", "Alert fired"),
+                    ("alert.resolved", "Alert resolved"),
+                    ("detection_rule.updated", "Detection rule changed"),
+                    ("incident.opened", "Incident opened"),
+                    ("review.created", "Review item queued"),
+                    ("simulation.started", "Simulation started"),
+                    ("simulation.stopped", "Simulation stopped"),
+                    ("simulation.finished", "Simulation finished"),
+                ],
+                db_index=True,
+                max_length=64,
+            ),
         ),
     ]
