@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,11 @@ class WorkerProcess:
     def log(self) -> str:
         return "\n".join(self.output[-60:])
 
+    def kill(self) -> None:
+        """SIGKILL: no warm shutdown, no acknowledgement, no cleanup — a crashed or OOM-killed worker."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
     def stop(self, timeout: float = 20) -> None:
         """Warm shutdown (SIGTERM): children finish their task and flush their metrics."""
         if self.process.poll() is None:
@@ -65,8 +71,10 @@ class WorkerProcess:
                 self.process.wait(timeout=5)
 
 
-def start_worker(*, concurrency: int = 1, pool: str = "prefork", **env: str) -> WorkerProcess:
-    queue = f"e2e-{uuid.uuid4().hex[:10]}"
+def start_worker(*, concurrency: int = 1, pool: str = "prefork", queue: str | None = None, **env: str) -> WorkerProcess:
+    """Start a worker on ``queue`` (a fresh private one by default; pass an old worker's queue to
+    restart it)."""
+    queue = queue or f"e2e-{uuid.uuid4().hex[:10]}"
     command = [
         sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO", f"--pool={pool}",
         f"--concurrency={concurrency}", "-Q", queue, "-n", f"{queue}@%h",
@@ -94,6 +102,27 @@ def celery_worker(transactional_db) -> Iterator[WorkerProcess]:
         yield worker
     finally:
         worker.stop()
+        celery_app.conf.task_always_eager = eager
+
+
+@contextmanager
+def routed_to(queue: str) -> Iterator[None]:
+    """Send every task the code under test sends (``delay``/``apply_async`` without a queue) to
+    ``queue`` — really sent, not run eagerly — so a private test worker receives it and no shared
+    queue is touched."""
+    routes, eager = celery_app.conf.task_routes, celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = False
+
+    def install(table) -> None:
+        celery_app.conf.task_routes = table
+        celery_app.amqp.flush_routes()
+        celery_app.amqp.__dict__.pop("router", None)  # a cached_property built from the old table
+
+    install(({"*": {"queue": queue}},))
+    try:
+        yield
+    finally:
+        install(routes)
         celery_app.conf.task_always_eager = eager
 
 
