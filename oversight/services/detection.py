@@ -296,6 +296,32 @@ class Heartbeat:
     last_event_id: str
 
 
+def heartbeat_silences(
+    events: Iterable[EventRow], *, previous: Mapping[UUID, Heartbeat], watched: set, window: timedelta
+) -> list[tuple[Heartbeat, datetime]]:
+    """Silences of at least ``window`` in the heartbeats of ``watched`` systems, judged in event time.
+
+    Walks each system's events in time order from its last known heartbeat (``previous``): a gap
+    between two beats, or between the last beat and a later event of any other signal, is a silence.
+    Returns (the beat before the silence, the event time that revealed it), the first per system —
+    so a batch holding both the silence and the resumed beats still reports it.
+    """
+    by_system: dict[UUID, list[EventRow]] = defaultdict(list)
+    for event in events:
+        if event.system_id in watched:
+            by_system[event.system_id].append(event)
+    silences = []
+    for system_id, stream in by_system.items():
+        last = previous.get(system_id)
+        for event in sorted(stream, key=lambda e: (e.occurred_at, e.signal != HEARTBEAT_SIGNAL)):
+            if last is not None and event.occurred_at - last.last_seen_at >= window:
+                silences.append((last, event.occurred_at))
+                break
+            if event.signal == HEARTBEAT_SIGNAL:
+                last = Heartbeat(system_id=system_id, last_seen_at=event.occurred_at, last_event_id=event.event_id)
+    return silences
+
+
 def absence_candidates(
     observations: Iterable[tuple[Heartbeat, datetime]], *, settings: DetectionSettings
 ) -> list[Candidate]:

@@ -33,6 +33,7 @@ from oversight.services.detection import (
     RuleState,
     absence_candidates,
     evaluate_events,
+    heartbeat_silences,
 )
 
 logger = logging.getLogger(__name__)
@@ -100,10 +101,11 @@ def process_batch(*, batch_id: str | UUID, now: datetime | None = None) -> Batch
         events = _batch_events(batch.id)
         _lock_systems(sorted({event.system_id for event in events}))
         settings = load_detection_settings()
+        silences = _event_time_silences(events, settings=settings)
         _record_heartbeats(events, now=now)
         history = _history(events, settings)
         candidates = evaluate_events(batch=events, history=history, settings=settings)
-        candidates += absence_candidates(_event_time_silences(events, now=now), settings=settings)
+        candidates += absence_candidates(silences, settings=settings)
         routed = _upsert_and_route(candidates, settings=settings, now=now)
         EventRaw.objects.filter(batch_id=batch.id).update(processed_at=now)
         duration_ms = (time.perf_counter() - started) * 1000
@@ -222,25 +224,25 @@ def _record_heartbeats(events: list[EventRow], *, now: datetime) -> None:
     SystemHeartbeat.objects.filter(pk__in=list(latest)).update(last_received_at=Greatest(F("last_received_at"), now))
 
 
-def _event_time_silences(events: list[EventRow], *, now: datetime) -> list[tuple[Heartbeat, datetime]]:
-    """Heartbeat-sending systems of this batch, each with its own latest event time as reference.
+def _event_time_silences(events: list[EventRow], *, settings: DetectionSettings) -> list[tuple[Heartbeat, datetime]]:
+    """Heartbeat silences this batch reveals, in event time (before its beats are recorded).
 
-    A system that keeps sending telemetry but no heartbeat is caught here, in event time, so
-    replayed history is judged by its own clock. A system gone entirely silent sends nothing to
-    judge by: the wall-clock check (:func:`check_heartbeats`) catches it."""
-    latest: dict = {}
-    for event in events:
-        if event.signal != HEARTBEAT_SIGNAL and (
-            event.system_id not in latest or event.occurred_at > latest[event.system_id]
-        ):
-            latest[event.system_id] = event.occurred_at
-    if not latest:
-        return []
-    beats = SystemHeartbeat.objects.filter(system_id__in=list(latest), system__is_active=True)
-    return [
-        (Heartbeat(system_id=sid, last_seen_at=seen, last_event_id=str(event_id)), min(latest[sid], now))
+    A system that keeps sending telemetry but no heartbeat is caught here, so replayed history is
+    judged by its own clock. A system gone entirely silent sends nothing to judge by: the wall-clock
+    check (:func:`check_heartbeats`) catches it. Deactivated systems are not watched."""
+    system_ids = {event.system_id for event in events}
+    beats = SystemHeartbeat.objects.filter(system_id__in=system_ids, system__is_active=True)
+    previous = {
+        sid: Heartbeat(system_id=sid, last_seen_at=seen, last_event_id=str(event_id))
         for sid, seen, event_id in beats.values_list("system_id", "last_seen_at", "last_event_id")
-    ]
+    }
+    beating = {event.system_id for event in events if event.signal == HEARTBEAT_SIGNAL} - set(previous)
+    if beating:
+        beating = set(AISystem.objects.filter(pk__in=beating, is_active=True).values_list("pk", flat=True))
+    watched = set(previous) | beating
+    if not watched:
+        return []
+    return heartbeat_silences(events, previous=previous, watched=watched, window=settings.absence_window)
 
 
 def check_heartbeats(*, now: datetime | None = None) -> int:

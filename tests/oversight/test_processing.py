@@ -265,6 +265,30 @@ def test_a_system_sending_telemetry_but_no_heartbeat_raises_an_absence_alert_in_
     assert Incident.objects.filter(source_alert=alert).exists()
 
 
+def test_a_silence_and_the_resumed_beats_in_one_batch_still_raise_an_absence_alert(system):
+    start = NOW - timedelta(hours=2)
+    process([heartbeat(system, start)])
+    process(
+        [
+            psi(system, 0.02, at=start + timedelta(seconds=650)),
+            heartbeat(system, start + timedelta(seconds=1200)),
+            heartbeat(system, start + timedelta(seconds=1300)),
+        ]
+    )
+    alert = firing("absence:heartbeat").get()
+    assert alert.first_event_at == start + timedelta(seconds=600)
+    assert alert.evidence_event_ids == [
+        str(EventRaw.objects.filter(signal="heartbeat").earliest("occurred_at").event_id)
+    ]
+
+
+def test_regular_heartbeats_raise_nothing(system):
+    start = NOW - timedelta(hours=2)
+    process([heartbeat(system, start + timedelta(seconds=s)) for s in range(0, 3000, 300)])
+    process([psi(system, 0.02, at=start + timedelta(seconds=3100))])
+    assert not Alert.objects.exists()
+
+
 def test_a_silent_system_raises_an_absence_alert_on_the_wall_clock_check(system):
     process([heartbeat(system, NOW)])
     assert SystemHeartbeat.objects.get().last_received_at == NOW
