@@ -16,7 +16,6 @@ from uuid import UUID
 
 from django.db import connection, transaction
 from django.db.models import F
-from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from config import registry
@@ -200,7 +199,10 @@ def _lock_systems(system_ids: list) -> None:
 
 
 def _record_heartbeats(events: list[EventRow], *, now: datetime) -> None:
-    """Keep each system's latest heartbeat (event time and arrival time), never moving backwards."""
+    """Keep each system's latest heartbeat (event time and arrival time), never moving backwards.
+
+    One ``INSERT … ON CONFLICT DO UPDATE`` for all systems of the batch; the row takes the later of
+    the stored and the new event time, so batches processed out of order cannot rewind it."""
     latest: dict = {}
     for event in events:
         if event.signal == HEARTBEAT_SIGNAL and (
@@ -209,19 +211,29 @@ def _record_heartbeats(events: list[EventRow], *, now: datetime) -> None:
             latest[event.system_id] = event
     if not latest:
         return
-    existing = SystemHeartbeat.objects.in_bulk(list(latest))
-    fresh = [
-        SystemHeartbeat(system_id=sid, last_seen_at=e.occurred_at, last_received_at=now, last_event_id=e.event_id)
-        for sid, e in latest.items()
-        if sid not in existing
-    ]
-    SystemHeartbeat.objects.bulk_create(fresh, ignore_conflicts=True)
-    for sid, event in latest.items():
-        if sid in existing:
-            SystemHeartbeat.objects.filter(pk=sid, last_seen_at__lt=event.occurred_at).update(
-                last_seen_at=event.occurred_at, last_event_id=event.event_id
-            )
-    SystemHeartbeat.objects.filter(pk__in=list(latest)).update(last_received_at=Greatest(F("last_received_at"), now))
+    table = SystemHeartbeat._meta.db_table
+    greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"  # SQLite's scalar max()
+    prep = {name: SystemHeartbeat._meta.get_field(name) for name in ("system", "last_seen_at", "last_event_id")}
+    params: list = []
+    for system_id in sorted(latest):
+        event = latest[system_id]
+        params += [
+            prep["system"].get_db_prep_value(system_id, connection),
+            prep["last_seen_at"].get_db_prep_value(event.occurred_at, connection),
+            prep["last_seen_at"].get_db_prep_value(now, connection),
+            prep["last_event_id"].get_db_prep_value(UUID(event.event_id), connection),
+        ]
+    values = ", ".join(["(%s, %s, %s, %s)"] * len(latest))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} AS t (system_id, last_seen_at, last_received_at, last_event_id) "  # noqa: S608
+            f"VALUES {values} ON CONFLICT (system_id) DO UPDATE SET "
+            "last_event_id = CASE WHEN excluded.last_seen_at > t.last_seen_at "
+            "THEN excluded.last_event_id ELSE t.last_event_id END, "
+            f"last_seen_at = {greatest}(t.last_seen_at, excluded.last_seen_at), "
+            f"last_received_at = {greatest}(t.last_received_at, excluded.last_received_at)",
+            params,
+        )
 
 
 def _event_time_silences(events: list[EventRow], *, settings: DetectionSettings) -> list[tuple[Heartbeat, datetime]]:

@@ -282,6 +282,14 @@ def test_a_silence_and_the_resumed_beats_in_one_batch_still_raise_an_absence_ale
     ]
 
 
+def test_a_late_heartbeat_never_moves_the_last_heartbeat_backwards(system):
+    process([heartbeat(system, NOW)])
+    process([heartbeat(system, NOW - timedelta(minutes=5))], received_at=NOW + timedelta(seconds=10))
+    beat = SystemHeartbeat.objects.get()
+    assert beat.last_seen_at == NOW and beat.last_received_at == NOW + timedelta(seconds=10)
+    assert str(beat.last_event_id) == str(EventRaw.objects.get(occurred_at=NOW).event_id)
+
+
 def test_regular_heartbeats_raise_nothing(system):
     start = NOW - timedelta(hours=2)
     process([heartbeat(system, start + timedelta(seconds=s)) for s in range(0, 3000, 300)])
