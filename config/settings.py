@@ -229,6 +229,8 @@ SPECTACULAR_SETTINGS = {
     ],
     "ENUM_NAME_OVERRIDES": {
         "SeverityEnum": "governance.choices.Severity",
+        "EventCategoryEnum": "oversight.models.Category",
+        "ConfigCategoryEnum": "config.models.ConfigCategory",
     },
 }
 

@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("governance.api.urls")),
     path("", include("config.api.urls")),
     path("", include("tasks.api.urls")),
+    path("", include("oversight.api.urls")),
 ]
 
 urlpatterns = [
