@@ -70,15 +70,22 @@ class EventRaw(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     event_id = models.UUIDField(unique=True, help_text="Client-supplied idempotency key (generated if absent).")
-    # No index of its own: the window indexes below start with system_id (every index costs ingest).
-    system = models.ForeignKey(AISystem, on_delete=models.PROTECT, related_name="events", db_index=False)
+    # events_raw is the append-only, high-volume table: no database FK constraints (each costs a
+    # lookup per row at commit, about half a raw COPY). Ingest resolves every system before writing
+    # and writes the batch row in the same transaction; Django still enforces PROTECT on delete.
+    # No index of its own either: the window indexes below start with system_id.
+    system = models.ForeignKey(
+        AISystem, on_delete=models.PROTECT, related_name="events", db_index=False, db_constraint=False
+    )
     category = models.CharField(max_length=16, choices=Category.choices)
     severity = models.CharField(max_length=16, choices=Severity.choices)
     signal = models.CharField(max_length=64)
     value = models.FloatField()
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField()
-    batch = models.ForeignKey(IngestBatch, on_delete=models.PROTECT, related_name="events", db_column="batch_id")
+    batch = models.ForeignKey(
+        IngestBatch, on_delete=models.PROTECT, related_name="events", db_column="batch_id", db_constraint=False
+    )
     attributes = models.JSONField(default=dict, blank=True)
     scenario_id = models.CharField(max_length=64, null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
