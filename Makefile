@@ -31,10 +31,12 @@ install-dev: $(VENV)/.dev ## Also install test, lint and benchmark tools
 migrate: install ## Apply migrations (also syncs the beat schedule)
 	$(PY) manage.py migrate --noinput
 
-demo: install ## Set up on SQLite (or $$DATABASE_URL), seed a governance estate, print the KPI scorecard
+demo: install ## Set up on SQLite (or $$DATABASE_URL), seed a governance estate, run a simulation, print the KPIs
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py seed_demo
+	@echo
+	$(PY) manage.py simulate --count 10000 --seed 42 --no-progress
 	@echo
 	$(PY) manage.py kpis
 	@echo
@@ -79,7 +81,8 @@ schema: install ## Write the OpenAPI schema to docs/openapi.yaml (fails on any w
 	$(PY) manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml
 
 bench: install-dev ## Run the benchmarks on PostgreSQL/Redis; results in bench/results/, summary in docs/benchmarks.md
-	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/vigil_bench} $(PY) bench/run.py
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/vigil_bench} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-redis://127.0.0.1:6379/8} $(PY) bench/run.py $(BENCH)
 
 browser-deps: ## Install Debian's chromium for the browser tests (needs root)
 	@if [ -x $(CHROMIUM) ]; then echo "chromium present: $$($(CHROMIUM) --version)"; \

@@ -181,3 +181,6 @@ class SystemHeartbeatAdmin(TeamScopedAdmin, ReadOnlyAdmin):
     search_fields = ["system__name"]
     list_select_related = ["system"]
     ordering = ["last_received_at"]
+
+
+from oversight import simulation_admin  # noqa: E402,F401 -- registers the Simulation and ScenarioLabel admin

@@ -28,3 +28,12 @@ def resolve_stale_alerts() -> int:
 def check_heartbeats() -> int:
     """Fire absence alerts for active systems whose heartbeat went silent (wall-clock check)."""
     return processing.check_heartbeats()
+
+
+@vigil_task(name="oversight.simulation_step", bind=True)
+def simulation_step(self, simulation_id: str) -> float | None:
+    """One chunk of a simulation; re-enqueues itself after the delay the service returns (a duplicate
+    delivery finds the row locked and ends). Eager mode drives the whole run in-process."""
+    from oversight.services.simulation import run_step_task
+
+    return run_step_task(simulation_id, eager=bool(self.request.is_eager))

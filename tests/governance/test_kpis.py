@@ -24,7 +24,6 @@ from tests.factories import AISystemFactory, ControlAssessmentFactory, Evaluatio
 pytestmark = pytest.mark.django_db
 
 NOT_YET_MEASURED = [
-    "events_ingested",
     "hitl_backlog",
     "open_incidents",
     "mttd_critical",
@@ -172,7 +171,6 @@ def test_the_capabilities_figure_counts_the_enforced_items():
 def test_capabilities_without_an_engine_are_not_measured():
     report = kpi_report()
 
-    assert capability("continuous_monitoring", report)["status"] == "not_measured"
     assert capability("predictive_governance", report)["status"] == "not_measured"
 
 
