@@ -235,14 +235,15 @@ def run() -> None:
         results=results,
         notes=(
             "Ingest: whole `POST /api/v1/events` requests through the middleware stack (JWT auth, JSON parse, "
-            "validation of every item, COPY into a staging table + `INSERT … ON CONFLICT DO NOTHING`, audit entry, "
-            "task sent to Redis) against a bare psycopg `COPY` of the same rows into a copy of `events_raw`, "
-            "interleaved, medians of 8 rounds after a warm-up round. Pipeline: the 10,000 events of seed 42 ingested through the ingest "
-            "service in batches of 1,000 while one real `celery worker` (concurrency 1) processes them; wall time "
-            "from the first ingest call until every batch is marked processed. MTTD: a simulation paced at "
-            "1,000 events/s (batches of 250) against a worker of concurrency 2; MTTD = alert `detected_at` − the "
-            "scenario's first anomalous event. Quality: simulations of 10,000 events per seed, as fast as possible "
-            "on a backdated timeline (which also plants heartbeat-loss scenarios), scored against the planted "
+            "validation of every item, binary COPY into a staging table + `INSERT … ON CONFLICT DO NOTHING`, "
+            "audit entry, task sent to Redis) against a bare psycopg `COPY` of the same rows into a copy of "
+            "`events_raw` with the same indexes, interleaved, medians of 8 rounds after a warm-up round. "
+            "Pipeline: the 10,000 events of seed 42 ingested through the ingest service in batches of 1,000 "
+            "while one real `celery worker` (concurrency 1) processes them; wall time from the first ingest "
+            "call until every batch is marked processed. MTTD: a simulation paced at 1,000 events/s (batches "
+            "of 250) against a worker of concurrency 2; MTTD = alert `detected_at` − the scenario's first "
+            "anomalous event. Quality: simulations of 10,000 events per seed, as fast as possible on a "
+            "backdated timeline (which also plants heartbeat-loss scenarios), scored against the planted "
             "ground truth."
         ),
     )
