@@ -126,6 +126,14 @@ def routed_to(queue: str) -> Iterator[None]:
         celery_app.conf.task_always_eager = eager
 
 
+@pytest.fixture
+def browser_page():
+    """A Chromium page that records JavaScript errors in ``page.js_errors``."""
+    from tests.e2e.browser import chromium_page
+
+    yield from chromium_page()
+
+
 def wait_for(predicate, *, timeout: float, interval: float = 0.2, message: str = ""):
     """Poll ``predicate`` until it returns something truthy; fail with ``message`` after ``timeout``."""
     deadline = time.monotonic() + timeout

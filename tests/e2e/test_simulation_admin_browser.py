@@ -2,45 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
-from django.db import connections
 from django.urls import reverse
 
 from governance.choices import Role
 from oversight.models import Simulation, SimulationStatus
 from oversight.services import simulation as service
-from tests.conftest import CHROMIUM_PATH
-from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.e2e.browser import log_in, submit
+from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
-
-
-CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-
-
-@pytest.fixture
-def browser_page():
-    """A Chromium page that records JavaScript errors in ``page.js_errors``."""
-    from playwright.sync_api import sync_playwright
-
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.js_errors = []
-        page.on("pageerror", lambda error: page.js_errors.append(str(error)))
-        try:
-            yield page
-        finally:
-            connections.close_all()
-            browser.close()
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.fixture
@@ -62,20 +35,12 @@ def polls_drive_the_simulation(monkeypatch):
     monkeypatch.setattr(simulation_admin, "simulation_representation", step_then_represent)
 
 
-def submit(page, selector: str) -> None:
-    with page.expect_navigation():
-        page.click(selector)
-
-
 def test_a_lead_starts_watches_and_stops_a_simulation(live_server, browser_page, polls_drive_the_simulation):
     from playwright.sync_api import expect
 
     UserFactory(username="lena", roles=[Role.GOVERNANCE_LEAD])
     page = browser_page
-    page.goto(f"{live_server.url}{reverse('admin:login')}")
-    page.fill("#id_username", "lena")
-    page.fill("#id_password", DEFAULT_PASSWORD)
-    submit(page, "input[type=submit]")
+    log_in(page, live_server, "lena")
 
     page.goto(f"{live_server.url}{reverse('admin:oversight_simulation_add')}")
     page.fill("#id_total", "5000")
