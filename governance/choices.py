@@ -90,3 +90,4 @@ class AuditAction(models.TextChoices):
     SIMULATION_STARTED = "simulation.started", "Simulation started"
     SIMULATION_STOPPED = "simulation.stopped", "Simulation stopped"
     SIMULATION_FINISHED = "simulation.finished", "Simulation finished"
+    SIMULATION_FAILED = "simulation.failed", "Simulation failed"

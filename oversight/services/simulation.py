@@ -399,9 +399,8 @@ def simulation_fail(*, simulation_id: UUID | str, error: str) -> bool:
             return False
         simulation = Simulation.objects.get(pk=simulation_id)
         generator.deactivate_fleet(list(simulation.systems.all()))
-        # No dedicated action exists for a failure: it is the end of the run, with its status.
         audit_record(
-            action=AuditAction.SIMULATION_FINISHED,
+            action=AuditAction.SIMULATION_FAILED,
             actor=STEP_ACTOR,
             target=simulation,
             data={"status": SimulationStatus.FAILED, "error": error, "counters": simulation.counters},

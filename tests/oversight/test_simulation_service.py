@@ -351,7 +351,7 @@ def test_an_exception_in_a_step_fails_the_simulation_with_the_error(enqueued, mo
     assert simulation.error == "RuntimeError: broker on fire"
     assert simulation.cursor == 0  # the failed batch was rolled back
     assert not simulation.systems.filter(is_active=True).exists()
-    failed = AuditLog.objects.get(object_id=str(simulation.pk), action="simulation.finished")
+    failed = AuditLog.objects.get(object_id=str(simulation.pk), action="simulation.failed")
     assert failed.data["status"] == "failed"
 
 
