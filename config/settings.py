@@ -317,6 +317,9 @@ CELERY_TASK_ROUTES = (
         ("*", {"queue": "default"}),
     ],
 )
+# One queue for everything (a single small worker, or an isolated test worker on a shared broker).
+if CELERY_ROUTE_ALL_TO_QUEUE := env.str("CELERY_ROUTE_ALL_TO_QUEUE", default=""):
+    CELERY_TASK_ROUTES = ([("*", {"queue": CELERY_ROUTE_ALL_TO_QUEUE})],)
 
 # --- Function metrics ---------------------------------------------------------------------------
 # Per-process aggregation window and how often a process flushes what it aggregated (one upsert per

@@ -73,8 +73,10 @@ class WorkerProcess:
 
 def start_worker(*, concurrency: int = 1, pool: str = "prefork", queue: str | None = None, **env: str) -> WorkerProcess:
     """Start a worker on ``queue`` (a fresh private one by default; pass an old worker's queue to
-    restart it)."""
+    restart it). What the worker sends itself (a follow-up task) goes to the same private queue, so
+    nothing of the test touches a shared queue of the broker."""
     queue = queue or f"e2e-{uuid.uuid4().hex[:10]}"
+    env.setdefault("CELERY_ROUTE_ALL_TO_QUEUE", queue)
     command = [
         sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO", f"--pool={pool}",
         f"--concurrency={concurrency}", "-Q", queue, "-n", f"{queue}@%h",

@@ -12,18 +12,13 @@ from tests.e2e.conftest import routed_to, start_worker, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker, pytest.mark.xdist_group("worker")]
 
-# The worker routes what it sends itself (the next step, batch processing) by the project's routes:
-# every oversight.* task goes to the "events" queue, so the test worker consumes that queue (on the
-# Redis database of this test run).
-QUEUE = "events"
-
 
 @pytest.fixture
 def events_worker(transactional_db):
+    """A worker on a private queue; what it sends itself (the next step, batch processing) goes there too."""
     eager = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = False
-    celery_app.control.purge()  # nothing left over from an earlier run on this broker database
-    worker = start_worker(queue=QUEUE, concurrency=2)
+    worker = start_worker(concurrency=2)
     try:
         yield worker
     finally:
@@ -37,7 +32,7 @@ def final(simulation: Simulation) -> Simulation | None:
 
 
 def test_a_worker_runs_a_real_time_simulation_to_finished(events_worker):
-    with routed_to(QUEUE):
+    with routed_to(events_worker.queue):
         simulation = simulation_start(total=1500, batch_size=250, rate_per_s=1000.0, seed=3)
 
     wait_for(lambda: final(simulation), timeout=90, message=f"not final:\n{events_worker.log()}")
@@ -50,7 +45,7 @@ def test_a_worker_runs_a_real_time_simulation_to_finished(events_worker):
 
 
 def test_a_stop_request_ends_a_running_simulation_on_the_worker(events_worker, admin_user):
-    with routed_to(QUEUE):
+    with routed_to(events_worker.queue):
         simulation = simulation_start(total=20_000, batch_size=100, rate_per_s=200.0, seed=4)
         wait_for(
             lambda: Simulation.objects.get(pk=simulation.pk).cursor >= 200,
