@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from config import registry
@@ -237,24 +237,45 @@ def _record_heartbeats(events: list[EventRow], *, now: datetime) -> None:
 
 
 def _event_time_silences(events: list[EventRow], *, settings: DetectionSettings) -> list[tuple[Heartbeat, datetime]]:
-    """Heartbeat silences this batch reveals, in event time (before its beats are recorded).
+    """Heartbeat silences this batch reveals, in event time.
 
+    Judged against the stored heartbeat *events* of the batch's systems (every batch already
+    ingested, processed or not), not against the running ``system_heartbeats`` row, so batches
+    processed out of order (several workers, a redelivery) never see a silence that is not there.
     A system that keeps sending telemetry but no heartbeat is caught here, so replayed history is
-    judged by its own clock. A system gone entirely silent sends nothing to judge by: the wall-clock
-    check (:func:`check_heartbeats`) catches it. Deactivated systems are not watched."""
+    judged by its own clock; a system gone entirely silent is caught by :func:`check_heartbeats`.
+    Deactivated systems are not watched. Two queries."""
+    if not events:
+        return []
+    window = settings.absence_window
+    since = min(event.occurred_at for event in events) - window
+    until = max(event.occurred_at for event in events)
     system_ids = {event.system_id for event in events}
-    beats = SystemHeartbeat.objects.filter(system_id__in=system_ids, system__is_active=True)
+    beats_before = EventRaw.objects.filter(
+        system_id=OuterRef("pk"), signal=HEARTBEAT_SIGNAL, occurred_at__lt=since
+    ).order_by("-occurred_at")
+    systems = AISystem.objects.filter(pk__in=system_ids, is_active=True).annotate(
+        beat_at=Subquery(beats_before.values("occurred_at")[:1]),
+        beat_id=Subquery(beats_before.values("event_id")[:1]),
+    )
+    rows = list(systems.values_list("pk", "beat_at", "beat_id"))
+    active = {sid for sid, _, _ in rows}
     previous = {
-        sid: Heartbeat(system_id=sid, last_seen_at=seen, last_event_id=str(event_id))
-        for sid, seen, event_id in beats.values_list("system_id", "last_seen_at", "last_event_id")
+        sid: Heartbeat(system_id=sid, last_seen_at=beat_at, last_event_id=str(beat_id))
+        for sid, beat_at, beat_id in rows
+        if beat_at is not None
     }
-    beating = {event.system_id for event in events if event.signal == HEARTBEAT_SIGNAL} - set(previous)
-    if beating:
-        beating = set(AISystem.objects.filter(pk__in=beating, is_active=True).values_list("pk", flat=True))
-    watched = set(previous) | beating
+    beats = [
+        EventRow(str(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], False)
+        for r in EventRaw.objects.filter(
+            system_id__in=active, signal=HEARTBEAT_SIGNAL, occurred_at__gte=since, occurred_at__lte=until
+        ).values_list(*EVENT_COLUMNS)
+    ]
+    watched = set(previous) | {beat.system_id for beat in beats}
     if not watched:
         return []
-    return heartbeat_silences(events, previous=previous, watched=watched, window=settings.absence_window)
+    telemetry = [event for event in events if event.signal != HEARTBEAT_SIGNAL]
+    return heartbeat_silences([*telemetry, *beats], previous=previous, watched=watched, window=window)
 
 
 def check_heartbeats(*, now: datetime | None = None) -> int:

@@ -297,6 +297,22 @@ def test_regular_heartbeats_raise_nothing(system):
     assert not Alert.objects.exists()
 
 
+def test_batches_processed_out_of_order_see_no_silence_that_is_not_there(system):
+    """Three consecutive batches of regular beats, the last processed before the middle one."""
+    start = NOW - timedelta(hours=2)
+
+    def beats(first, last):
+        return make_batch([heartbeat(system, start + timedelta(seconds=s)) for s in range(first, last, 300)])
+
+    first, middle = beats(0, 1500), beats(1500, 3000)
+    last = make_batch(
+        [heartbeat(system, start + timedelta(seconds=3000)), psi(system, 0.02, at=start + timedelta(seconds=3100))]
+    )
+    for batch in (first, last, middle):
+        processing.process_batch(batch_id=batch.id, now=NOW)
+    assert not Alert.objects.exists()
+
+
 def test_a_silent_system_raises_an_absence_alert_on_the_wall_clock_check(system):
     process([heartbeat(system, NOW)])
     assert SystemHeartbeat.objects.get().last_received_at == NOW
