@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db import connection, transaction
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from config import registry
@@ -244,7 +244,7 @@ def _event_time_silences(events: list[EventRow], *, settings: DetectionSettings)
     processed out of order (several workers, a redelivery) never see a silence that is not there.
     A system that keeps sending telemetry but no heartbeat is caught here, so replayed history is
     judged by its own clock; a system gone entirely silent is caught by :func:`check_heartbeats`.
-    Deactivated systems are not watched. Two queries."""
+    Deactivated systems, and systems that never sent a heartbeat, are not watched. Two queries."""
     if not events:
         return []
     window = settings.absence_window
@@ -254,7 +254,10 @@ def _event_time_silences(events: list[EventRow], *, settings: DetectionSettings)
     beats_before = EventRaw.objects.filter(
         system_id=OuterRef("pk"), signal=HEARTBEAT_SIGNAL, occurred_at__lt=since
     ).order_by("-occurred_at")
-    systems = AISystem.objects.filter(pk__in=system_ids, is_active=True).annotate(
+    beating = {event.system_id for event in events if event.signal == HEARTBEAT_SIGNAL}
+    # Only systems known to send heartbeats (a recorded beat, or one in this batch) are watched.
+    monitored = Q(heartbeat__isnull=False) | Q(pk__in=beating)
+    systems = AISystem.objects.filter(monitored, pk__in=system_ids, is_active=True).annotate(
         beat_at=Subquery(beats_before.values("occurred_at")[:1]),
         beat_id=Subquery(beats_before.values("event_id")[:1]),
     )
