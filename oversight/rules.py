@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from django.apps import apps as global_apps
 
 from governance.choices import Severity
+from oversight.models import Category
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class RuleSpec:
     description: str
 
 
-CATEGORIES = ("data_quality", "model_perf", "fairness", "security", "compliance")
+CATEGORIES = tuple(Category.values)
 COMPOUND_RULE = "compound"
 ABSENCE_RULE = "absence:heartbeat"
 

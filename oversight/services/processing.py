@@ -24,6 +24,7 @@ from governance.models import AISystem
 from hitl.services import review_items_open_for_alerts
 from incidents.services import incidents_open_for_alerts
 from oversight.models import HEARTBEAT_SIGNAL, DetectionRule, EventRaw, IngestBatch, RuleKind, SystemHeartbeat
+from oversight.rules import CATEGORIES
 from oversight.services import alerts as alert_service
 from oversight.services.detection import (
     DetectionSettings,
@@ -31,6 +32,7 @@ from oversight.services.detection import (
     Heartbeat,
     RuleState,
     absence_candidates,
+    breach_level,
     evaluate_events,
     heartbeat_silences,
 )
@@ -39,7 +41,6 @@ logger = logging.getLogger(__name__)
 
 OUTBOX_GRACE = timedelta(seconds=60)
 SWEEP_LIMIT = 1000
-CATEGORIES = ("data_quality", "model_perf", "fairness", "security", "compliance")
 EVENT_COLUMNS = ("event_id", "system_id", "category", "severity", "signal", "value", "occurred_at")
 
 
@@ -155,9 +156,14 @@ def _upsert_and_route(candidates, *, settings: DetectionSettings, now: datetime)
     return _Routed(fired=outcome.fired, updated=outcome.updated, incidents=len(incidents), reviews=len(reviews))
 
 
+def _event_rows(rows, *, in_batch: bool) -> list[EventRow]:
+    """``EventRow``s from ``values_list(*EVENT_COLUMNS)`` rows."""
+    return [EventRow(str(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], in_batch) for r in rows]
+
+
 def _batch_events(batch_id) -> list[EventRow]:
     rows = EventRaw.objects.filter(batch_id=batch_id).values_list(*EVENT_COLUMNS)
-    return [EventRow(str(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], True) for r in rows]
+    return _event_rows(rows, in_batch=True)
 
 
 def _history(events: list[EventRow], settings: DetectionSettings) -> list[EventRow]:
@@ -167,11 +173,7 @@ def _history(events: list[EventRow], settings: DetectionSettings) -> list[EventR
     only evaluated for groups with a breach in the batch)."""
     breaching = {}
     for event in events:
-        spec = settings.thresholds.get(event.category, {}).get(event.signal)
-        if spec is None:
-            continue
-        crossed = event.value > spec["warning"] if spec["direction"] == "above" else event.value < spec["warning"]
-        if crossed:
+        if breach_level(settings.thresholds.get(event.category, {}).get(event.signal), event.value):
             first = breaching.get(event.system_id)
             breaching[event.system_id] = min(first, event.occurred_at) if first else event.occurred_at
     if not breaching:
@@ -184,7 +186,7 @@ def _history(events: list[EventRow], settings: DetectionSettings) -> list[EventR
         .exclude(signal=HEARTBEAT_SIGNAL)
         .values_list(*EVENT_COLUMNS)
     )
-    return [EventRow(str(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], False) for r in rows if str(r[0]) not in batch_ids]
+    return [event for event in _event_rows(rows, in_batch=False) if event.event_id not in batch_ids]
 
 
 def _lock_systems(system_ids: list) -> None:
@@ -268,12 +270,12 @@ def _event_time_silences(events: list[EventRow], *, settings: DetectionSettings)
         for sid, beat_at, beat_id in rows
         if beat_at is not None
     }
-    beats = [
-        EventRow(str(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], False)
-        for r in EventRaw.objects.filter(
+    beats = _event_rows(
+        EventRaw.objects.filter(
             system_id__in=active, signal=HEARTBEAT_SIGNAL, occurred_at__gte=since, occurred_at__lte=until
-        ).values_list(*EVENT_COLUMNS)
-    ]
+        ).values_list(*EVENT_COLUMNS),
+        in_batch=False,
+    )
     watched = set(previous) | {beat.system_id for beat in beats}
     if not watched:
         return []
