@@ -2,6 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
+from governance.management.text_tables import text_table
 from governance.services.kpis import kpi_report
 
 STATUS_MARK = {"met": "✔ met", "not_met": "✘ not met", "not_measured": "— not measured"}
@@ -12,12 +13,7 @@ def render_kpi_table(report: dict) -> str:
     """The scorecard as a plain-text table (also used by the demo)."""
     rows = [("KPI", "Baseline", "Target", "Now", "Status")]
     rows += [(k["label"], k["baseline"], k["target"], k["display"], STATUS_MARK[k["status"]]) for k in report["kpis"]]
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for index, row in enumerate(rows):
-        lines.append("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * width for width in widths))
+    lines = text_table(rows)
     caps = report["capabilities"]
     lines.append("")
     lines.append(f"Governance capabilities: {caps['enforced']}/{caps['total']} enforced")

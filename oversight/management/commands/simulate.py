@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from governance.management.text_tables import text_table
 from oversight.metrics import QUALITY_GATE, quality_gate_failures, simulation_progress
 from oversight.models import Simulation
 from oversight.services.simulation import (
@@ -181,16 +182,6 @@ def _secs(value) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def _table(rows: list[tuple]) -> list[str]:
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for index, row in enumerate(rows):
-        lines.append("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * width for width in widths))
-    return lines
-
-
 def render_report(simulation: Simulation) -> str:
     """The final report as plain-text tables: counts, MTTD, quality overall and per category, throughput."""
     report = simulation.report
@@ -201,14 +192,14 @@ def render_report(simulation: Simulation) -> str:
         "",
     ]
     counters = report.get("counters", {})
-    lines += _table(
+    lines += text_table(
         [tuple(key.capitalize() for key in COUNTER_KEYS), tuple(f"{counters.get(key, 0):,}" for key in COUNTER_KEYS)]
     )
     lines.append("")
     mttd = report.get("mttd_seconds", {})
     latency = report.get("detection_latency_seconds", {})
     lines.append("Time to detect (seconds): MTTD from the onset; latency from the evidence being complete")
-    lines += _table(
+    lines += text_table(
         [("Severity", "MTTD p50", "MTTD p95", "Latency p50", "Latency p95", "Detections")]
         + [
             (
@@ -239,7 +230,7 @@ def render_report(simulation: Simulation) -> str:
                 figures.get("detected", 0),
             )
         )
-    lines += _table(rows)
+    lines += text_table(rows)
     if quality.get("missed"):
         lines.append(f"missed scenarios: {', '.join(quality['missed'])}")
     if quality.get("false_alerts"):
