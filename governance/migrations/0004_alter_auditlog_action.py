@@ -37,6 +37,7 @@ class Migration(migrations.Migration):
                     ("simulation.started", "Simulation started"),
                     ("simulation.stopped", "Simulation stopped"),
                     ("simulation.finished", "Simulation finished"),
+                    ("simulation.failed", "Simulation failed"),
                 ],
                 db_index=True,
                 max_length=64,
