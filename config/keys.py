@@ -283,6 +283,24 @@ KEYS: tuple[ConfigKey, ...] = (
         description="Weights of the auto-assist rule factors in the risk score (sum to 1).",
         checks=(check_weights_sum_to_one,),
     ),
+    ConfigKey(
+        key="hitl.automation_bias",
+        category=ConfigCategory.POLICY,
+        default={"min_spot_checks": 20, "window_days": 30},
+        description=(
+            "Automation-bias monitor: a policy is judged on its spot checks of the last window_days once it "
+            "has at least min_spot_checks verdicts; below hitl.auto_approval.agreement_floor it disables itself."
+        ),
+    ),
+    ConfigKey(
+        key="hitl.assist_model",
+        category=ConfigCategory.ENGINE_WEIGHTS,
+        default={"min_training_decisions": 100, "holdout_fraction": 0.2, "history_days": 365},
+        description=(
+            "Training of the auto-assist model on past human decisions: the fewest decisions worth learning "
+            "from, the share held out to measure agreement and calibration, and how far back to look."
+        ),
+    ),
 )
 
 KEYS_BY_NAME: dict[str, ConfigKey] = {k.key: k for k in KEYS}

@@ -1,14 +1,16 @@
-"""Incident writes used by other apps. The lifecycle engine (SLA escalation, auto-close, RCA) builds on
-these with issue 5."""
+"""Incident writes used by other apps (the oversight engine, review escalations). The lifecycle engine
+(SLA escalation, auto-close, RCA) builds on these with issue 5."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from config import registry
 from governance.choices import AuditAction
-from governance.services.audit import AuditEntry, audit_record_many
+from governance.services.audit import AuditEntry, audit_record_many, describe_actor
 from incidents.models import OPEN_INCIDENT_STATUSES, Incident, IncidentEvent, IncidentEventKind
 
 ALERT_ACTOR = "oversight"
@@ -104,3 +106,95 @@ def incident_description(alert) -> str:
         f"Rule {alert.labels.get('rule')} fired on {alert.system.name}; first breach at "
         f"{alert.first_event_at.isoformat()}, {alert.count} contributing event(s)."
     )
+
+
+def review_fingerprint(item) -> str:
+    """The incident fingerprint a review escalates into: its alert's (so it joins the alert's incident),
+    else one derived from what the review is about, so repeated escalations of the same thing join."""
+    if item.fingerprint:
+        return item.fingerprint
+    basis = f"review:{item.system_id}:{item.review_type}:{item.rule or item.title}"
+    return hashlib.sha256(basis.encode()).hexdigest()
+
+
+def incidents_open_or_join_for_reviews(*, items: Sequence, actor: Any, now: datetime) -> dict:
+    """Escalate review items: each opens an incident, or joins the open incident of its fingerprint.
+
+    Set-based (a fixed number of queries whatever the number of items). The caller holds the per-system
+    locks (``governance.services.locks.lock_systems``) that serialize writers of these fingerprints and
+    runs this in its transaction. Every incident opened is audited (``incident.opened``), every join
+    too (``incident.joined``), and each appears on the incident's timeline. Returns
+    ``{item_id: incident}``.
+    """
+    if not items:
+        return {}
+    fingerprints = {item.id: review_fingerprint(item) for item in items}
+    open_incidents = {
+        incident.fingerprint: incident
+        for incident in Incident.objects.filter(
+            fingerprint__in=set(fingerprints.values()), status__in=OPEN_INCIDENT_STATUSES
+        )
+    }
+    ack_minutes = registry.get("slo.incident_ack_minutes")
+    actor_name = describe_actor(actor)[0]
+    opened: list[Incident] = []
+    joined: list[tuple[Incident, Any]] = []
+    timeline: list[IncidentEvent] = []
+    result = {}
+    for item in items:
+        fingerprint = fingerprints[item.id]
+        incident = open_incidents.get(fingerprint)
+        if incident is None:
+            incident = Incident(
+                title=f"[{item.severity}] Escalated review: {item.title}"[:300],
+                system_id=item.system_id,
+                team_id=item.system.team_id,
+                severity=item.severity,
+                fingerprint=fingerprint,
+                source_alert_id=item.source_alert_id,
+                opened_at=now,
+                sla_due_at=now + timedelta(minutes=ack_minutes[item.severity]),
+                description=f"Escalated from the {item.get_review_type_display().lower()} review {item.title!r}.",
+            )
+            open_incidents[fingerprint] = incident
+            opened.append(incident)
+            kind, message = IncidentEventKind.OPENED, f"Opened by escalating review {item.title!r}."
+        else:
+            joined.append((incident, item))
+            kind, message = IncidentEventKind.NOTE, f"Review {item.title!r} escalated into this incident."
+        timeline.append(
+            IncidentEvent(
+                incident=incident,
+                kind=kind,
+                at=now,
+                actor=actor_name,
+                message=message,
+                data={"review_item_id": str(item.id)},
+            )
+        )
+        result[item.id] = incident
+    Incident.objects.bulk_create(opened)
+    IncidentEvent.objects.bulk_create(timeline)
+    audit_record_many(
+        entries=[
+            *(
+                AuditEntry(
+                    action=AuditAction.INCIDENT_OPENED,
+                    actor=actor,
+                    target=incident,
+                    data={"severity": incident.severity, "fingerprint": incident.fingerprint, "via": "review"},
+                )
+                for incident in opened
+            ),
+            *(
+                AuditEntry(
+                    action=AuditAction.INCIDENT_JOINED,
+                    actor=actor,
+                    target=incident,
+                    data={"review_item": str(item.id)},
+                )
+                for incident, item in joined
+            ),
+        ]
+    )
+    return result

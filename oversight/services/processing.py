@@ -21,7 +21,8 @@ from django.utils import timezone
 from config import registry
 from governance.choices import SEVERITY_RANK, Severity
 from governance.models import AISystem
-from hitl.services import review_items_open_for_alerts
+from governance.services.locks import lock_systems
+from hitl.services.queue import review_items_open_for_alerts
 from incidents.services import incidents_open_for_alerts
 from oversight.models import HEARTBEAT_SIGNAL, DetectionRule, EventRaw, IngestBatch, RuleKind, SystemHeartbeat
 from oversight.rules import CATEGORIES
@@ -99,7 +100,7 @@ def process_batch(*, batch_id: str | UUID, now: datetime | None = None) -> Batch
         if batch is None:
             return BatchOutcome(batch_id=str(batch_id), processed=False)
         events = _batch_events(batch.id)
-        _lock_systems(sorted({event.system_id for event in events}))
+        lock_systems({event.system_id for event in events})
         settings = load_detection_settings()
         silences = _event_time_silences(events, settings=settings)
         _record_heartbeats(events, now=now)
@@ -187,17 +188,6 @@ def _history(events: list[EventRow], settings: DetectionSettings) -> list[EventR
         .values_list(*EVENT_COLUMNS)
     )
     return [event for event in _event_rows(rows, in_batch=False) if event.event_id not in batch_ids]
-
-
-def _lock_systems(system_ids: list) -> None:
-    """Serialize writers per system for the rest of the transaction (PostgreSQL advisory locks).
-
-    SQLite serializes every write transaction already."""
-    if connection.vendor != "postgresql" or not system_ids:
-        return
-    keys = [int.from_bytes(system_id.bytes[:8], "big", signed=True) for system_id in system_ids]
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(k, n)", [keys])
 
 
 def _record_heartbeats(events: list[EventRow], *, now: datetime) -> None:
@@ -299,7 +289,7 @@ def check_heartbeats(*, now: datetime | None = None) -> int:
     if not observations:
         return 0
     with transaction.atomic():
-        _lock_systems(sorted(beat.system_id for beat, _ in observations))
+        lock_systems(beat.system_id for beat, _ in observations)
         candidates = absence_candidates(observations, settings=settings)
         return len(_upsert_and_route(candidates, settings=settings, now=now).fired)
 

@@ -1,5 +1,4 @@
-"""Review-queue writes used by other apps. Deciding, auto-assist and auto-approval build on these with
-issue 4."""
+"""Queueing review items (called by the oversight engine for alerts that need human judgement)."""
 
 from __future__ import annotations
 
@@ -34,6 +33,8 @@ def review_items_open_for_alerts(*, alerts: Sequence, now: datetime) -> list[Rev
             system_id=alert.system_id,
             severity=alert.severity,
             source_alert=alert,
+            fingerprint=alert.fingerprint,
+            rule=str(alert.labels.get("rule", ""))[:100],
             sla_due_at=now + timedelta(hours=sla_hours[alert.severity]),
             context={
                 "rule": alert.labels.get("rule"),
