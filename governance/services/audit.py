@@ -209,8 +209,39 @@ def audit_record_many(*, entries: Iterable[AuditEntry]) -> list[AuditLog]:
             row.hash = _row_hash(row)
             prev_hash = row.hash
             rows.append(row)
-        AuditLog.objects.bulk_create(rows)
+        _insert_rows(rows)
     return rows
+
+
+# Above this many rows, PostgreSQL appends with COPY: building one INSERT of thousands of parameters
+# costs more in the client than the database spends writing the rows.
+_COPY_THRESHOLD = 50
+_COPY_COLUMNS = ("id", "seq", "at", "actor", "actor_type", "action", "object_type", "object_id", "data",
+                 "prev_hash", "hash")  # fmt: skip
+
+
+def _insert_rows(rows: list[AuditLog]) -> None:
+    if connection.vendor != "postgresql" or len(rows) < _COPY_THRESHOLD:
+        AuditLog.objects.bulk_create(rows)
+        return
+    statement = f"COPY {AuditLog._meta.db_table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
+    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(
+                (
+                    row.id,
+                    row.seq,
+                    row.at,
+                    row.actor,
+                    row.actor_type,
+                    row.action,
+                    row.object_type,
+                    row.object_id,
+                    json.dumps(row.data, ensure_ascii=False),
+                    row.prev_hash,
+                    row.hash,
+                )
+            )
 
 
 def audit_record(

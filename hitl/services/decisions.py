@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from governance.choices import AuditAction
@@ -109,15 +109,12 @@ def review_items_decide(
     ids = list(wanted)
     with transaction.atomic():
         # Systems first, then rows: the same order as the oversight engine, so the two never deadlock.
-        lock_systems(ReviewItem.objects.filter(pk__in=ids).values_list("system_id", flat=True).distinct())
-        locked = ReviewItem.objects.select_related("system").filter(pk__in=ids)
-        if connection.features.has_select_for_update_of:
-            locked = locked.select_for_update(of=("self",))
-        items = {item.id: item for item in locked}
-        missing = [item_id for item_id in ids if item_id not in items]
+        lock_systems(ReviewItem.objects.filter(pk__in=ids).order_by().values_list("system_id", flat=True).distinct())
+        statuses = dict(ReviewItem.objects.select_for_update().filter(pk__in=ids).values_list("id", "status"))
+        missing = [item_id for item_id in ids if item_id not in statuses]
         if missing:
             raise ReviewItemMissing(missing)
-        not_pending = {item.id: item.status for item in items.values() if item.status != ReviewStatus.PENDING}
+        not_pending = {item_id: status for item_id, status in statuses.items() if status != ReviewStatus.PENDING}
         if not_pending:
             raise ReviewNotPending(not_pending)
         by_kind: dict[ReviewDecision, list] = {}
@@ -137,7 +134,9 @@ def review_items_decide(
             if changed != len(group):  # impossible under the row locks; never half-write if it happens
                 raise ReviewNotPending(dict.fromkeys(group, "changed concurrently"))
         incidents = {}
-        escalated = [items[item_id] for item_id in by_kind.get(ReviewDecision.ESCALATE, [])]
+        escalated = list(
+            ReviewItem.objects.select_related("system").filter(pk__in=by_kind.get(ReviewDecision.ESCALATE, []))
+        )
         if escalated:
             incidents = incidents_open_or_join_for_reviews(items=escalated, actor=audit_actor, now=now)
             for item in escalated:

@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.utils import timezone
 
 from config import registry
 from governance.choices import Severity
 from governance.models import User
-from hitl.models import DecisionSource, ReviewDecision, ReviewItem, ReviewStatus
+from hitl.models import DecisionSource, ReviewDecision, ReviewStatus
 from hitl.selectors import is_uuid, review_items_for_user, review_items_matching
 from hitl.services.decisions import DecideOutcome, clean_rationale, normalize_decision, review_items_decide
 
@@ -24,6 +24,21 @@ MAX_BULK_ITEMS = 1000
 # "Apply suggestions" never decides for a human what matters: high and critical items always stay.
 SUGGESTION_SEVERITIES = (Severity.MEDIUM, Severity.LOW, Severity.INFO)
 LOW_RISK_SEVERITIES = (Severity.LOW, Severity.INFO)
+
+
+class ItemFacts(NamedTuple):
+    """What triage needs to know about an item (a values() row: no model instances on the hot path)."""
+
+    id: Any
+    status: str
+    severity: str
+    suggested_decision: str
+    assist_confidence: float | None
+    risk_score: float | None
+
+
+def _facts(queryset) -> list[ItemFacts]:
+    return [ItemFacts(*row) for row in queryset.order_by().values_list(*ItemFacts._fields)]
 
 
 class TriageError(ValueError):
@@ -45,7 +60,7 @@ class SuggestionGuard:
         settings = registry.get("hitl.auto_approval")
         return cls(confidence_floor=settings["confidence_floor"], max_risk_score=settings["max_risk_score"])
 
-    def why_not(self, item: ReviewItem, *, severities: Sequence[str]) -> str | None:
+    def why_not(self, item: ItemFacts, *, severities: Sequence[str]) -> str | None:
         """Why ``item``'s suggestion may not be applied without a human, or None when it may."""
         if item.severity not in severities:
             return f"severity {item.severity} needs a human decision"
@@ -109,7 +124,7 @@ def review_items_bulk_decide(
     )
 
 
-def _items_by_ids(scoped, ids: Sequence, *, apply_suggestions: bool, guard: SuggestionGuard) -> list[ReviewItem]:
+def _items_by_ids(scoped, ids: Sequence, *, apply_suggestions: bool, guard: SuggestionGuard) -> list[ItemFacts]:
     if not ids:
         raise TriageError({"ids": ["give at least one id"]})
     if len(ids) > MAX_BULK_ITEMS:
@@ -117,7 +132,7 @@ def _items_by_ids(scoped, ids: Sequence, *, apply_suggestions: bool, guard: Sugg
             {"ids": [f"{len(ids):,} ids; at most {MAX_BULK_ITEMS:,} per request (split the request)"]}, too_many=True
         )
     valid = [item_id for item_id in ids if is_uuid(str(item_id))]
-    found = {str(item.id): item for item in scoped.filter(pk__in=valid)}
+    found = {str(item.id): item for item in _facts(scoped.filter(pk__in=valid))}
     errors: dict[str, list[str]] = {}
     seen: set[str] = set()
     for index, item_id in enumerate(ids):
@@ -137,7 +152,7 @@ def _items_by_ids(scoped, ids: Sequence, *, apply_suggestions: bool, guard: Sugg
     return [found[str(item_id)] for item_id in ids]
 
 
-def _items_by_filter(scoped, filters, *, apply_suggestions: bool, guard: SuggestionGuard, now) -> list[ReviewItem]:
+def _items_by_filter(scoped, filters, *, apply_suggestions: bool, guard: SuggestionGuard, now) -> list[ItemFacts]:
     from hitl.selectors import FilterError
 
     try:
@@ -149,7 +164,10 @@ def _items_by_filter(scoped, filters, *, apply_suggestions: bool, guard: Suggest
             severity__in=SUGGESTION_SEVERITIES,
             assist_confidence__gte=guard.confidence_floor,
         ).exclude(suggested_decision="")
-    items = list(matching.order_by("sla_due_at", "id")[: MAX_BULK_ITEMS + 1])
+    items = [
+        ItemFacts(*row)
+        for row in matching.order_by("sla_due_at", "id").values_list(*ItemFacts._fields)[: MAX_BULK_ITEMS + 1]
+    ]
     if len(items) > MAX_BULK_ITEMS:
         total = matching.count()
         raise TriageError({"filter": [f"matches {total:,} items; at most {MAX_BULK_ITEMS:,} per request (narrow it)"]})

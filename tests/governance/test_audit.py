@@ -124,6 +124,23 @@ def test_audit_record_many_appends_all_entries_in_order_in_one_chain(chain):
     assert audit_chain_verify().ok
 
 
+def test_a_large_append_keeps_every_entry_its_data_and_a_valid_chain(chain):
+    """Hundreds of entries at once take the COPY path on PostgreSQL; the rows must read back exactly."""
+    data = {"ratio": 0.25, "whole": 3.0, "text": "naïve ✓ 'quoted' \\ back\tslash", "nested": {"ids": [1, 2]}}
+    audit_record_many(
+        entries=[
+            AuditEntry(action=AuditAction.REVIEW_DECIDED, actor="rita", object_type="hitl.reviewitem",
+                       object_id=str(n), data={**data, "n": n})  # fmt: skip
+            for n in range(300)
+        ]
+    )
+
+    rows = list(AuditLog.objects.filter(seq__gt=5).order_by("seq"))
+    assert [row.object_id for row in rows] == [str(n) for n in range(300)]
+    assert rows[7].data == {"ratio": 0.25, "whole": 3, "text": data["text"], "nested": {"ids": [1, 2]}, "n": 7}
+    assert audit_chain_verify().ok
+
+
 def test_a_rolled_back_change_leaves_no_audit_row(admin_user):
     with pytest.raises(RuntimeError), transaction.atomic():
         organization.team_create(name="Fraud ML", actor=admin_user)
