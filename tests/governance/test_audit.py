@@ -129,8 +129,13 @@ def test_a_large_append_keeps_every_entry_its_data_and_a_valid_chain(chain):
     data = {"ratio": 0.25, "whole": 3.0, "text": "naïve ✓ 'quoted' \\ back\tslash", "nested": {"ids": [1, 2]}}
     audit_record_many(
         entries=[
-            AuditEntry(action=AuditAction.REVIEW_DECIDED, actor="rita", object_type="hitl.reviewitem",
-                       object_id=str(n), data={**data, "n": n})  # fmt: skip
+            AuditEntry(
+                action=AuditAction.REVIEW_DECIDED,
+                actor="rita",
+                object_type="hitl.reviewitem",
+                object_id=str(n),
+                data={**data, "n": n},
+            )
             for n in range(300)
         ]
     )
