@@ -231,6 +231,10 @@ SPECTACULAR_SETTINGS = {
         "SeverityEnum": "governance.choices.Severity",
         "EventCategoryEnum": "oversight.models.Category",
         "ConfigCategoryEnum": "config.models.ConfigCategory",
+        "ReviewDecisionEnum": "hitl.models.ReviewDecision",
+        "DecisionSourceEnum": "hitl.models.DecisionSource",
+        "ReviewStatusEnum": "hitl.models.ReviewStatus",
+        "SpotCheckStatusEnum": "hitl.models.SpotCheckStatus",
     },
 }
 
@@ -320,6 +324,14 @@ CELERY_TASK_ROUTES = (
 # One queue for everything (a single small worker, or an isolated test worker on a shared broker).
 if CELERY_ROUTE_ALL_TO_QUEUE := env.str("CELERY_ROUTE_ALL_TO_QUEUE", default=""):
     CELERY_TASK_ROUTES = ([("*", {"queue": CELERY_ROUTE_ALL_TO_QUEUE})],)
+
+# --- HITL auto-assist: optional OpenAI-compatible LLM provider ---------------------------------
+# Nothing is ever sent unless VIGIL_ASSIST_LLM_URL is set; without it the offline default provider runs.
+VIGIL_ASSIST_LLM_URL = env.str("VIGIL_ASSIST_LLM_URL", default="")
+VIGIL_ASSIST_LLM_MODEL = env.str("VIGIL_ASSIST_LLM_MODEL", default="")
+VIGIL_ASSIST_LLM_API_KEY = env.str("VIGIL_ASSIST_LLM_API_KEY", default="")  # secret
+VIGIL_ASSIST_LLM_TIMEOUT = env.float("VIGIL_ASSIST_LLM_TIMEOUT", default=10.0)  # seconds per request
+VIGIL_ASSIST_LLM_RETRIES = env.int("VIGIL_ASSIST_LLM_RETRIES", default=2)  # on timeouts, 429 and 5xx
 
 # --- Function metrics ---------------------------------------------------------------------------
 # Per-process aggregation window and how often a process flushes what it aggregated (one upsert per
