@@ -50,6 +50,27 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         expires_seconds=55,
     ),
     ScheduleSpec(
+        task="hitl.assist_pending",
+        every_seconds=60,
+        description="Suggest decisions for new review items, then apply the auto-approval policies to them.",
+        queue="assist",
+        expires_seconds=55,
+    ),
+    ScheduleSpec(
+        task="hitl.apply_auto_approval",
+        every_seconds=60,
+        description="Apply enabled and shadow auto-approval policies; disable policies below the agreement floor.",
+        queue="assist",
+        expires_seconds=55,
+    ),
+    ScheduleSpec(
+        task="hitl.train_assist_model",
+        every_seconds=86400,
+        description="Retrain the auto-assist model on recent human decisions.",
+        queue="assist",
+        expires_seconds=3600,
+    ),
+    ScheduleSpec(
         task="governance.audit_verify",
         every_seconds=3600,
         description="Walk the hash-chained audit log and record the result; a break is logged and audited.",
