@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("config.api.urls")),
     path("", include("tasks.api.urls")),
     path("", include("oversight.api.urls")),
+    path("", include("hitl.api.urls")),
 ]
 
 urlpatterns = [
