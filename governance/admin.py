@@ -202,9 +202,13 @@ class CapabilityAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         # Computed once per page; list_display callables get no request, so pass it by context var.
+        # The TemplateResponse renders lazily, after this method returns: render inside the context.
         token = _CAPABILITY_STATUSES.set(capability_statuses())
         try:
-            return super().changelist_view(request, extra_context)
+            response = super().changelist_view(request, extra_context)
+            if hasattr(response, "render"):
+                response.render()
+            return response
         finally:
             _CAPABILITY_STATUSES.reset(token)
 

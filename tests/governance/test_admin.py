@@ -308,3 +308,13 @@ def test_verify_chain_now_is_refused_to_roles_that_cannot_see_the_audit_log(clie
     assert response.status_code == 302
     assert not AuditVerification.objects.exists()
     assert client.get(AUDIT_CHANGELIST).status_code == 403
+
+
+def test_the_capability_changelist_shows_each_capabilitys_live_status(client, lead):
+    client.force_login(lead)
+
+    page = client.get(reverse("admin:governance_capability_changelist")).content.decode()
+
+    # Every row carries a computed status (human oversight has no decision yet: not enforced).
+    assert page.count("not enforced") >= 1
+    assert "no human review decision in the last 30 days" in page
