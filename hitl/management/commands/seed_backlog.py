@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from hitl.models import AssistModel
 from hitl.services.assist import assist_model_train
+from hitl.services.automation import routine_policy_ensure
 from hitl.services.backlog_seed import SEED_ACTOR, backlog_seed
 
 
@@ -33,6 +34,9 @@ class Command(BaseCommand):
         self.stdout.write(f"decided history created: {report.created_history} ({decisions})")
         if report.admin_password:
             self.stdout.write(f"demo estate created; admin login: demo-admin / {report.admin_password} (shown once)")
+        policy, created = routine_policy_ensure(actor=SEED_ACTOR)
+        if created:
+            self.stdout.write(f"auto-approval policy {policy.policy_name!r} created, disabled (an admin enables it)")
         if options["no_train"]:
             return
         if report.created_history or not AssistModel.objects.filter(active=True).exists():
