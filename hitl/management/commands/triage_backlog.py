@@ -70,7 +70,11 @@ class Command(BaseCommand):
         if report.enabled_policies:
             self.stdout.write(f"enabled: {', '.join(report.enabled_policies)}")
         verdict = "below 50: target met" if after.pending < 50 else "50 or more: target not met"
-        self.stdout.write(f"HITL backlog {after.pending} ({verdict}); every high/critical item is left for a human")
+        judgement = after.pending - report.high_critical_pending
+        self.stdout.write(
+            f"HITL backlog {after.pending} ({verdict}): {report.high_critical_pending} high/critical items are "
+            f"left for a human by design, {judgement} others need human judgement (no confident suggestion)"
+        )
 
 
 def _hc(health) -> int:
