@@ -94,17 +94,24 @@ def start_worker(*, concurrency: int = 1, pool: str = "prefork", queue: str | No
     return worker
 
 
-@pytest.fixture
-def celery_worker(transactional_db) -> Iterator[WorkerProcess]:
-    """A real worker on Redis + the test PostgreSQL database; tasks sent from the test go to its queue."""
+@contextmanager
+def private_worker(*, concurrency: int = 1) -> Iterator[WorkerProcess]:
+    """A real worker on its own queue, with eager mode off while it runs (tasks are really sent)."""
     eager = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = False
-    worker = start_worker()
+    worker = start_worker(concurrency=concurrency)
     try:
         yield worker
     finally:
         worker.stop()
         celery_app.conf.task_always_eager = eager
+
+
+@pytest.fixture
+def celery_worker(transactional_db) -> Iterator[WorkerProcess]:
+    """A real worker on Redis + the test PostgreSQL database; tasks sent from the test go to its queue."""
+    with private_worker() as worker:
+        yield worker
 
 
 @contextmanager

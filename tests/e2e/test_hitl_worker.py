@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from config.celery import app as celery_app
 from governance.choices import Severity
 from hitl import tasks
 from hitl.models import AssistResult, ReviewItem, ReviewStatus
-from tests.e2e.conftest import routed_to, start_worker, wait_for
+from tests.e2e.conftest import private_worker, routed_to, wait_for
 from tests.hitl.factories import AutoApprovalPolicyFactory, ReviewItemFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker, pytest.mark.xdist_group("worker")]
@@ -17,14 +16,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker, pytes
 
 @pytest.fixture
 def assist_worker(transactional_db):
-    eager = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = False
-    worker = start_worker(concurrency=2)
-    try:
+    with private_worker(concurrency=2) as worker:
         yield worker
-    finally:
-        worker.stop()
-        celery_app.conf.task_always_eager = eager
 
 
 def test_the_beat_tasks_on_a_worker_assist_new_items_and_apply_enabled_policies(assist_worker):

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from config.celery import app as celery_app
 from oversight.models import Simulation, SimulationStatus
 from oversight.services.simulation import FINAL_STATUSES, simulation_start, simulation_stop
-from tests.e2e.conftest import routed_to, start_worker, wait_for
+from tests.e2e.conftest import private_worker, routed_to, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker, pytest.mark.xdist_group("worker")]
 
@@ -16,14 +15,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker, pytes
 @pytest.fixture
 def events_worker(transactional_db):
     """A worker on a private queue; what it sends itself (the next step, batch processing) goes there too."""
-    eager = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = False
-    worker = start_worker(concurrency=2)
-    try:
+    with private_worker(concurrency=2) as worker:
         yield worker
-    finally:
-        worker.stop()
-        celery_app.conf.task_always_eager = eager
 
 
 def final(simulation: Simulation) -> Simulation | None:
