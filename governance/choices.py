@@ -93,6 +93,7 @@ class AuditAction(models.TextChoices):
     SIMULATION_FAILED = "simulation.failed", "Simulation failed"
     REVIEW_DECIDED = "review.decided", "Review item decided"
     REVIEW_ASSISTED = "review.assisted", "Auto-assist run"
+    REVIEW_ASSIGNED = "review.assigned", "Review item assigned"
     INCIDENT_JOINED = "incident.joined", "Escalation joined an open incident"
     AUTO_APPROVAL_POLICY_CREATED = "auto_approval_policy.created", "Auto-approval policy created"
     AUTO_APPROVAL_POLICY_UPDATED = "auto_approval_policy.updated", "Auto-approval policy changed"

@@ -31,7 +31,6 @@ from django.utils.timesince import timesince
 
 from governance.admin_base import ReadOnlyAdmin, TeamScopedAdmin
 from governance.choices import Role, Severity
-from governance.models import User
 from hitl.models import (
     AssistModel,
     AssistResult,
@@ -44,8 +43,9 @@ from hitl.models import (
     SpotCheck,
     SpotCheckStatus,
 )
-from hitl.selectors import NO_SUGGESTION, BacklogHealth, backlog_health
+from hitl.selectors import NO_SUGGESTION, BacklogHealth, assignable_reviewers, backlog_health
 from hitl.services.decisions import RATIONALE_MAX_LENGTH, ReviewItemMissing, ReviewNotPending
+from hitl.services.queue import review_item_assign
 from hitl.services.triage import (
     MAX_BULK_ITEMS,
     SUGGESTION_SEVERITIES,
@@ -63,8 +63,6 @@ SEVERITY_COLOURS = {
     Severity.LOW: "#1a7f37",
     Severity.INFO: "#6e7781",
 }
-# Roles that may decide review items; the assignee of an item is one of them.
-DECIDING_ROLES = (Role.ADMIN, Role.GOVERNANCE_LEAD, Role.REVIEWER)
 CONFIRMATION_LISTED_ITEMS = 50  # the confirmation page names this many; the rest are counted
 SPOT_CHECKS_PER_PAGE = 50
 
@@ -425,9 +423,9 @@ class ReviewItemAdmin(TeamScopedAdmin):
         return form
 
     def save_model(self, request, obj, form, change):
-        # Only the assignee is editable; writing just that column never overwrites a decision taken
-        # while the form was open.
-        ReviewItem.objects.filter(pk=obj.pk).update(assignee=obj.assignee, updated_at=timezone.now())
+        # Only the assignee is editable; the service writes just that column (never a decision taken
+        # while the form was open) and audits the change.
+        review_item_assign(item_id=obj.pk, assignee=obj.assignee, actor=request.user)
 
     def has_add_permission(self, request):
         return False  # the oversight engine and the other intake services create items
@@ -1059,14 +1057,3 @@ class AssistModelAdmin(ReadOnlyAdmin):
                 messages.SUCCESS,
             )
         return HttpResponseRedirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"))
-
-
-def assignable_reviewers(*, item: ReviewItem) -> QuerySet[User]:
-    """People who may be assigned ``item``: active, human, on its team, holding a deciding role."""
-    return (
-        User.objects.filter(
-            teams=item.system.team_id, is_active=True, is_service_account=False, groups__name__in=DECIDING_ROLES
-        )
-        .distinct()
-        .order_by("username")
-    )

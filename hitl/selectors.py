@@ -11,7 +11,7 @@ from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from governance.choices import Severity
+from governance.choices import Role, Severity
 from governance.models import User
 from governance.selectors import scope_to_teams
 from hitl.models import DecisionSource, ReviewDecision, ReviewItem, ReviewStatus, ReviewType
@@ -34,6 +34,21 @@ def review_item_get_for_user(*, user: User, item_id: Any) -> ReviewItem | None:
     except ValueError:
         return None
     return review_items_for_user(user=user).filter(pk=key).first()
+
+
+# Roles that may decide review items; the assignee of an item holds one of them.
+DECIDING_ROLES = (Role.ADMIN, Role.GOVERNANCE_LEAD, Role.REVIEWER)
+
+
+def assignable_reviewers(*, item: ReviewItem) -> QuerySet[User]:
+    """People who may be assigned ``item``: active, human, on its team, holding a deciding role."""
+    return (
+        User.objects.filter(
+            teams=item.system.team_id, is_active=True, is_service_account=False, groups__name__in=DECIDING_ROLES
+        )
+        .distinct()
+        .order_by("username")
+    )
 
 
 class FilterError(ValueError):

@@ -40,6 +40,7 @@ class Migration(migrations.Migration):
                     ("simulation.failed", "Simulation failed"),
                     ("review.decided", "Review item decided"),
                     ("review.assisted", "Auto-assist run"),
+                    ("review.assigned", "Review item assigned"),
                     ("incident.joined", "Escalation joined an open incident"),
                     ("auto_approval_policy.created", "Auto-approval policy created"),
                     ("auto_approval_policy.updated", "Auto-approval policy changed"),

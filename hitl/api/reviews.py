@@ -24,6 +24,7 @@ from hitl.api import serializers as s
 from hitl.models import DecisionSource, ReviewDecision, ReviewItem, ReviewStatus, ReviewType
 from hitl.services.automation import review_items_assist_and_apply
 from hitl.services.decisions import ReviewItemMissing, ReviewNotPending, review_item_decide
+from hitl.services.queue import AssigneeNotAllowed, review_item_assign
 from hitl.services.triage import TriageError, review_items_bulk_decide, review_items_clear_low_risk
 from oversight.api.serializers import ErrorEnvelopeSerializer
 from oversight.selectors import system_ref_filter
@@ -132,7 +133,7 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     filterset_class = ReviewItemFilter
     ordering_fields = ["sla_due_at", "created_at"]  # not nullable: the cursor needs a value
     ordering = ["sla_due_at"]
-    action_roles = dict.fromkeys(("decide", "bulk_decide", "clear_low_risk", "assist"), DECIDER_ROLES)
+    action_roles = dict.fromkeys(("decide", "assign", "bulk_decide", "clear_low_risk", "assist"), DECIDER_ROLES)
 
     def get_queryset(self):
         return with_sla_breached(selectors.review_items_for_user(user=self.request.user), now=timezone.now())
@@ -173,6 +174,33 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             ) from exc
         except ReviewItemMissing as exc:
             raise NotFound(f"No review item {pk!r}.") from exc
+        return Response(self.get_serializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Assign (or unassign) one item",
+        request=s.AssignSerializer,
+        responses={
+            200: s.ReviewItemDetailSerializer,
+            **_ERRORS,
+            404: OpenApiResponse(ErrorEnvelopeSerializer, description="No such item in your teams."),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def assign(self, request, pk=None):
+        """Give the item to a reviewer, governance lead or admin of its team (``assignee: null``
+        unassigns). Audited as ``review.assigned``."""
+        item = self.get_object()
+        body = s.AssignSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        assignee = None
+        if (assignee_id := body.validated_data["assignee"]) is not None:
+            assignee = User.objects.filter(pk=assignee_id).first()
+            if assignee is None:
+                raise ValidationError({"assignee": [f"no user {assignee_id}"]})
+        try:
+            review_item_assign(item_id=item.id, assignee=assignee, actor=request.user)
+        except AssigneeNotAllowed as exc:
+            raise ValidationError({"assignee": [str(exc)]}) from exc
         return Response(self.get_serializer(self.get_object()).data)
 
     @extend_schema(

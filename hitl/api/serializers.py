@@ -207,6 +207,10 @@ class DecideSerializer(serializers.Serializer):
             raise serializers.ValidationError(str(exc)) from exc
 
 
+class AssignSerializer(serializers.Serializer):
+    assignee = serializers.UUIDField(allow_null=True, help_text="A user id of the item's team; null unassigns.")
+
+
 class BulkDecideSerializer(serializers.Serializer):
     """Shape only: ``review_items_bulk_decide`` checks the combination (ids xor filter, decision unless
     apply_suggestions, rationale) and every item, naming each problem."""
