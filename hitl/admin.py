@@ -871,6 +871,7 @@ class SpotCheckAdmin(TeamScopedAdmin):
         "reviewer",
         "rationale",
         "checked_at",
+        "escalated_incident",
         "created_at",
     ]
     fields = readonly_fields

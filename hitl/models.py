@@ -303,6 +303,14 @@ class SpotCheck(VigilModel):
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     rationale = models.TextField(blank=True)
     checked_at = models.DateTimeField(null=True, blank=True)
+    escalated_incident = models.ForeignKey(
+        "incidents.Incident",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="spot_checks",
+        help_text="Opened or joined when the spot-checker escalated an item the policy had not.",
+    )
 
     class Meta:
         db_table = "review_spot_checks"

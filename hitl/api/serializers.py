@@ -419,6 +419,7 @@ class SpotCheckSerializer(serializers.ModelSerializer):
             "reviewer",
             "rationale",
             "checked_at",
+            "escalated_incident",
             "created_at",
         ]
         read_only_fields = fields

@@ -29,6 +29,7 @@ from hitl.models import (
     AutoApprovalPolicy,
     Decision,
     DecisionSource,
+    ReviewDecision,
     ReviewItem,
     ReviewStatus,
     SpotCheck,
@@ -37,6 +38,7 @@ from hitl.models import (
 from hitl.services.decisions import clean_rationale, normalize_decision, review_items_decide
 from hitl.services.policies import auto_approval_policy_set_enabled, policy_audit_ref
 from hitl.services.triage import MAX_BULK_ITEMS, SUGGESTION_SEVERITIES
+from incidents.services import incidents_open_or_join_for_reviews
 
 AUTOMATION_BIAS_MONITOR = "automation_bias_monitor"
 # Roles whose verdict on an automatic decision counts (the ones that may decide review items).
@@ -298,11 +300,13 @@ def spot_check_record(*, spot_check_id: Any, decision: str, rationale: str, revi
     """Record a human's verdict on an automatically decided item, then run the automation-bias check
     for its policy.
 
-    ``agreed`` when the human's decision equals the policy's, ``disagreed`` otherwise (the item itself
-    keeps its decision). The reviewer must be a person with the admin role, or the governance-lead or
-    reviewer role in the item's team. A guarded update (``WHERE status = 'pending'``): a second verdict
-    raises ``SpotCheckNotPending`` and changes nothing. Audits ``spot_check.recorded`` naming the
-    policy; the verdict, its audit entry and any resulting self-disable commit together.
+    ``agreed`` when the human's decision equals the policy's, ``disagreed`` otherwise: the item keeps the
+    policy's outcome as history, the human's decision is recorded as a human ``Decision``, and a human
+    escalation opens or joins an incident now (see ``_act_on_disagreement``). The reviewer must be a
+    person with the admin role, or the governance-lead or reviewer role in the item's team. A guarded
+    update (``WHERE status = 'pending'``): a second verdict raises ``SpotCheckNotPending`` and changes
+    nothing. Audits ``spot_check.recorded`` naming the policy; the verdict, its audit entry and any
+    resulting self-disable commit together.
     """
     errors: dict[str, list[str]] = {}
     try:
@@ -326,6 +330,8 @@ def spot_check_record(*, spot_check_id: Any, decision: str, rationale: str, revi
     now = timezone.now()
     verdict = SpotCheckStatus.AGREED if human_decision == check.auto_decision else SpotCheckStatus.DISAGREED
     with transaction.atomic():
+        if verdict == SpotCheckStatus.DISAGREED and human_decision == ReviewDecision.ESCALATE:
+            lock_systems([check.item.system_id])  # before any row lock: the oversight engine's order
         changed = SpotCheck.objects.filter(pk=key, status=SpotCheckStatus.PENDING).update(
             status=verdict,
             human_decision=human_decision,
@@ -349,8 +355,30 @@ def spot_check_record(*, spot_check_id: Any, decision: str, rationale: str, revi
                 "rationale": rationale[:500],
             },
         )
+        if verdict == SpotCheckStatus.DISAGREED:
+            _act_on_disagreement(check=check, human_decision=human_decision, rationale=rationale,
+                                 reviewer=reviewer, now=now)  # fmt: skip
         automation_bias_check(policy_ids=[check.policy_id], now=now)
     return SpotCheck.objects.select_related("policy", "item", "reviewer").get(pk=key)
+
+
+def _act_on_disagreement(*, check: SpotCheck, human_decision: str, rationale: str, reviewer: Any, now) -> None:
+    """A human overruled a policy. Their decision is recorded as a human ``Decision`` on the item (the
+    assist model learns from it; the item keeps the policy's outcome as history), and when they would
+    have escalated, the item is escalated now: an incident is opened or joined and named on the spot
+    check, so a wrong automatic approval of something serious still reaches incident response."""
+    Decision.objects.create(
+        item=check.item,
+        decision=human_decision,
+        source=DecisionSource.HUMAN,
+        actor=reviewer,
+        rationale=f"Spot check overruled policy {check.policy.policy_name!r}: {rationale}"[:5000],
+        decided_at=now,
+    )
+    if human_decision != ReviewDecision.ESCALATE:
+        return
+    incident = incidents_open_or_join_for_reviews(items=[check.item], actor=reviewer, now=now)[check.item_id]
+    SpotCheck.objects.filter(pk=check.pk).update(escalated_incident=incident, updated_at=now)
 
 
 def _require_may_spot_check(reviewer: Any, *, team_id: Any) -> None:

@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 from config import registry
 from governance.choices import AuditAction, Role
 from governance.models import AuditLog
-from hitl.models import AutoApprovalPolicy, ReviewDecision, ReviewItem, SpotCheck, SpotCheckStatus
+from hitl.models import (
+    AutoApprovalPolicy,
+    Decision,
+    DecisionSource,
+    ReviewDecision,
+    ReviewItem,
+    SpotCheck,
+    SpotCheckStatus,
+)
 from hitl.services.auto_approval import (
     AUTOMATION_BIAS_MONITOR,
     SpotCheckInvalid,
@@ -181,6 +189,42 @@ def test_a_different_verdict_is_recorded_as_disagreed_and_leaves_the_item_decide
 
     assert recorded.status == SpotCheckStatus.DISAGREED
     assert ReviewItem.objects.get(pk=item.pk).decision == ReviewDecision.APPROVE
+
+
+@pytest.mark.django_db
+def test_an_overruling_escalation_opens_an_incident_and_is_recorded_as_a_human_decision(own_system, policy, reviewer):
+    item = ReviewItemFactory(system=own_system, decided=True)
+    check = SpotCheckFactory(policy=policy, item=item)
+
+    recorded = spot_check_record(spot_check_id=check.id, decision="escalate", rationale="real drift", reviewer=reviewer)
+
+    incident = recorded.escalated_incident
+    assert incident is not None
+    assert (incident.team, incident.fingerprint) == (own_system.team, item.fingerprint)
+    human = Decision.objects.get(item=item, source=DecisionSource.HUMAN)
+    assert (human.decision, human.actor) == (ReviewDecision.ESCALATE, reviewer)
+    assert "overruled policy 'routine-triage'" in human.rationale
+
+
+@pytest.mark.django_db
+def test_an_overruling_rejection_is_recorded_but_opens_no_incident(own_system, policy, reviewer):
+    item = ReviewItemFactory(system=own_system, decided=True)
+    check = SpotCheckFactory(policy=policy, item=item)
+
+    recorded = spot_check_record(spot_check_id=check.id, decision="reject", rationale="noise", reviewer=reviewer)
+
+    assert recorded.escalated_incident is None
+    assert Decision.objects.get(item=item, source=DecisionSource.HUMAN).decision == ReviewDecision.REJECT
+
+
+@pytest.mark.django_db
+def test_an_agreeing_verdict_adds_no_decision(own_system, policy, reviewer):
+    item = ReviewItemFactory(system=own_system, decided=True)
+    check = SpotCheckFactory(policy=policy, item=item)
+
+    spot_check_record(spot_check_id=check.id, decision="approve", rationale="fine", reviewer=reviewer)
+
+    assert not Decision.objects.filter(item=item).exists()
 
 
 @pytest.mark.django_db
