@@ -257,6 +257,31 @@ KEYS: tuple[ConfigKey, ...] = (
         description="The reasons offered when resolving incidents, singly or in bulk.",
     ),
     ConfigKey(
+        key="incidents.notifications",
+        category=ConfigCategory.ESCALATION,
+        default={"webhook_urls": [], "allow_private_targets": False, "allowed_hosts": [], "timeout_seconds": 5},
+        description=(
+            "Where escalation notices go besides email: webhook URLs (signed with HMAC-SHA256 using "
+            "VIGIL_WEBHOOK_SECRET). Private, loopback and link-local targets are refused unless "
+            "allow_private_targets is set or the host is listed in allowed_hosts."
+        ),
+    ),
+    ConfigKey(
+        key="incidents.regulatory",
+        category=ConfigCategory.POLICY,
+        default={"standard_days": 15, "widespread_days": 2, "death_days": 10, "warn_before_hours": [72, 24, 6]},
+        description=(
+            "EU AI Act Art. 73 reporting deadlines for serious incidents on high-risk systems (days from "
+            "awareness), and how long before a deadline the owners are warned again."
+        ),
+    ),
+    ConfigKey(
+        key="incidents.follow_ups",
+        category=ConfigCategory.POLICY,
+        default={"default_days": 14, "escalate_overdue_after_days": 3},
+        description="Follow-ups scheduled on resolve fall due after default_days; overdue ones escalate later.",
+    ),
+    ConfigKey(
         key="ratelimit.limits",
         category=ConfigCategory.POLICY,
         default={

@@ -38,7 +38,7 @@ from hitl.models import (
 from hitl.services.decisions import clean_rationale, normalize_decision, review_items_decide
 from hitl.services.policies import auto_approval_policy_set_enabled, policy_audit_ref
 from hitl.services.triage import MAX_BULK_ITEMS, SUGGESTION_SEVERITIES
-from incidents.services import incidents_open_or_join_for_reviews
+from incidents.services.intake import incidents_open_or_join_for_reviews
 
 AUTOMATION_BIAS_MONITOR = "automation_bias_monitor"
 # Roles whose verdict on an automatic decision counts (the ones that may decide review items).

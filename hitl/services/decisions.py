@@ -29,7 +29,7 @@ from hitl.models import (
     ReviewItem,
     ReviewStatus,
 )
-from incidents.services import incidents_open_or_join_for_reviews
+from incidents.services.intake import incidents_open_or_join_for_reviews
 
 RATIONALE_MAX_LENGTH = 5000
 

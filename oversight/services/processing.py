@@ -23,7 +23,7 @@ from governance.choices import SEVERITY_RANK, Severity
 from governance.models import AISystem
 from governance.services.locks import lock_systems
 from hitl.services.queue import review_items_open_for_alerts
-from incidents.services import incidents_open_for_alerts
+from incidents.services.intake import incidents_open_for_alerts
 from oversight.models import HEARTBEAT_SIGNAL, DetectionRule, EventRaw, IngestBatch, RuleKind, SystemHeartbeat
 from oversight.rules import CATEGORIES
 from oversight.services import alerts as alert_service

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from config import registry
 from governance.choices import AuditAction
 from governance.services.audit import AuditEntry, audit_record_many, describe_actor
-from incidents.models import OPEN_INCIDENT_STATUSES, Incident, IncidentEvent, IncidentEventKind
+from incidents.models import OPEN_INCIDENT_STATUSES, Incident, IncidentEvent, IncidentEventKind, IncidentType
+from incidents.services import rca
+from incidents.services.lifecycle import escalation_policy_snapshot, incident_type_for_alert, lifecycle_fields
 
 ALERT_ACTOR = "oversight"
 
@@ -37,7 +38,7 @@ def incidents_open_for_alerts(*, alerts: Sequence, now: datetime) -> list[Incide
             incident__in=list(open_incidents.values()), kind=IncidentEventKind.ALERT_ATTACHED
         ).values_list("incident_id", "data__alert_id")
     )
-    ack_minutes = registry.get("slo.incident_ack_minutes")
+    snapshot, template_ids = escalation_policy_snapshot(), rca.template_ids()
     opened: list[Incident] = []
     timeline: list[IncidentEvent] = []
     for fingerprint, alert in by_fingerprint.items():
@@ -51,8 +52,14 @@ def incidents_open_for_alerts(*, alerts: Sequence, now: datetime) -> list[Incide
                 fingerprint=fingerprint,
                 source_alert=alert,
                 opened_at=now,
-                sla_due_at=now + timedelta(minutes=ack_minutes[alert.severity]),
                 description=incident_description(alert),
+                **lifecycle_fields(
+                    severity=alert.severity,
+                    incident_type=incident_type_for_alert(category=alert.category, rule=alert.labels.get("rule")),
+                    opened_at=now,
+                    snapshot=snapshot,
+                    template_ids=template_ids,
+                ),
             )
             opened.append(incident)
             timeline.append(
@@ -108,6 +115,14 @@ def incident_description(alert) -> str:
     )
 
 
+def incident_type_for_review(item) -> str:
+    """An escalated alert-triage review keeps its alert's category; other reviews are oversight matters."""
+    category = (item.context or {}).get("category")
+    if category in IncidentType.values:
+        return category
+    return IncidentType.HUMAN_OVERSIGHT
+
+
 def review_fingerprint(item) -> str:
     """The incident fingerprint a review escalates into: its alert's (so it joins the alert's incident),
     else one derived from what the review is about, so repeated escalations of the same thing join."""
@@ -135,7 +150,7 @@ def incidents_open_or_join_for_reviews(*, items: Sequence, actor: Any, now: date
             fingerprint__in=set(fingerprints.values()), status__in=OPEN_INCIDENT_STATUSES
         )
     }
-    ack_minutes = registry.get("slo.incident_ack_minutes")
+    snapshot, template_ids = escalation_policy_snapshot(), rca.template_ids()
     actor_name = describe_actor(actor)[0]
     opened: list[Incident] = []
     joined: list[tuple[Incident, Any]] = []
@@ -153,8 +168,14 @@ def incidents_open_or_join_for_reviews(*, items: Sequence, actor: Any, now: date
                 fingerprint=fingerprint,
                 source_alert_id=item.source_alert_id,
                 opened_at=now,
-                sla_due_at=now + timedelta(minutes=ack_minutes[item.severity]),
                 description=f"Escalated from the {item.get_review_type_display().lower()} review {item.title!r}.",
+                **lifecycle_fields(
+                    severity=item.severity,
+                    incident_type=incident_type_for_review(item),
+                    opened_at=now,
+                    snapshot=snapshot,
+                    template_ids=template_ids,
+                ),
             )
             open_incidents[fingerprint] = incident
             opened.append(incident)
