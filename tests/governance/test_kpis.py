@@ -24,7 +24,6 @@ from tests.factories import AISystemFactory, ControlAssessmentFactory, Evaluatio
 pytestmark = pytest.mark.django_db
 
 NOT_YET_MEASURED = [
-    "open_incidents",
     "mttd_critical",
     "mttr_critical",
     "rate_limit_coverage",
