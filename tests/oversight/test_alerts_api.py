@@ -54,6 +54,7 @@ def open_incident(alert, *, source=True, status=IncidentStatus.OPEN) -> Incident
         fingerprint=alert.fingerprint,
         source_alert=alert if source else None,
         opened_at=timezone.now(),
+        closed_at=timezone.now() if status == IncidentStatus.CLOSED else None,
     )
 
 
