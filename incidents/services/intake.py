@@ -12,6 +12,7 @@ from governance.choices import AuditAction
 from governance.services.audit import AuditEntry, audit_record_many, describe_actor
 from incidents.models import OPEN_INCIDENT_STATUSES, Incident, IncidentEvent, IncidentEventKind, IncidentType
 from incidents.services import rca
+from incidents.services.graph import incident_links_on_open
 from incidents.services.lifecycle import escalation_policy_snapshot, incident_type_for_alert, lifecycle_fields
 
 ALERT_ACTOR = "oversight"
@@ -100,6 +101,8 @@ def incidents_open_for_alerts(*, alerts: Sequence, now: datetime) -> list[Incide
             for incident in opened
         ]
     )
+    # Knowledge-graph edges of what was opened or touched: system, alerts, recurrences, audit entries.
+    incident_links_on_open(incidents=list({event.incident.pk: event.incident for event in timeline}.values()))
     return opened
 
 
@@ -218,4 +221,5 @@ def incidents_open_or_join_for_reviews(*, items: Sequence, actor: Any, now: date
             ),
         ]
     )
+    incident_links_on_open(incidents=list({incident.pk: incident for incident in result.values()}.values()))
     return result
