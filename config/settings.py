@@ -235,6 +235,9 @@ SPECTACULAR_SETTINGS = {
         "DecisionSourceEnum": "hitl.models.DecisionSource",
         "ReviewStatusEnum": "hitl.models.ReviewStatus",
         "SpotCheckStatusEnum": "hitl.models.SpotCheckStatus",
+        "IncidentStatusEnum": "incidents.models.IncidentStatus",
+        "FollowUpStatusEnum": "incidents.models.FollowUpStatus",
+        "RegulatoryBasisEnum": "incidents.models.RegulatoryBasis",
     },
 }
 
@@ -333,6 +336,12 @@ VIGIL_ASSIST_LLM_API_KEY = env.str("VIGIL_ASSIST_LLM_API_KEY", default="")  # se
 VIGIL_ASSIST_LLM_TIMEOUT = env.float("VIGIL_ASSIST_LLM_TIMEOUT", default=10.0)  # seconds per request
 VIGIL_ASSIST_LLM_RETRIES = env.int("VIGIL_ASSIST_LLM_RETRIES", default=2)  # on timeouts, 429 and 5xx
 
+# --- Incident notifications ---------------------------------------------------------------------
+# Webhook bodies carry X-Vigil-Signature: HMAC-SHA256 of the body with this secret (set it wherever
+# incidents.notifications lists webhook URLs; receivers verify it).
+VIGIL_WEBHOOK_SECRET = env.str("VIGIL_WEBHOOK_SECRET", default="")  # secret
+VIGIL_EMAIL_FROM = env.str("VIGIL_EMAIL_FROM", default="vigil@localhost")
+
 # --- Function metrics ---------------------------------------------------------------------------
 # Per-process aggregation window and how often a process flushes what it aggregated (one upsert per
 # function per window). Lower the flush interval in tests; raise it to cut DB writes.
@@ -346,12 +355,15 @@ METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
 CONFIG_REFRESH_SECONDS = env.float("CONFIG_REFRESH_SECONDS", default=1.0)
 
 # --- Email --------------------------------------------------------------------------------------
+# Development writes mail to files under .dev-mail/ (escalations of a seeded demo send hundreds; a
+# console backend would bury the demo's output); production sends through SMTP.
 EMAIL_BACKEND = env.str(
     "EMAIL_BACKEND",
     default="django.core.mail.backends.smtp.EmailBackend"
     if PRODUCTION
-    else "django.core.mail.backends.console.EmailBackend",
+    else "django.core.mail.backends.filebased.EmailBackend",
 )
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(BASE_DIR / ".dev-mail"))
 EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="vigil@localhost")

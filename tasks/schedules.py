@@ -71,6 +71,20 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         expires_seconds=3600,
     ),
     ScheduleSpec(
+        task="incidents.lifecycle_tick",
+        every_seconds=60,
+        description="Escalate incidents past their SLA step, auto-close stale ones, follow-ups, regulatory warnings.",
+        queue="lifecycle",
+        expires_seconds=55,
+    ),
+    ScheduleSpec(
+        task="incidents.audit_active_escalations",
+        every_seconds=300,
+        description="Escalate now any open incident whose next escalation step is overdue (missed tick, dead worker).",
+        queue="lifecycle",
+        expires_seconds=280,
+    ),
+    ScheduleSpec(
         task="governance.audit_verify",
         every_seconds=3600,
         description="Walk the hash-chained audit log and record the result; a break is logged and audited.",
