@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("tasks.api.urls")),
     path("", include("oversight.api.urls")),
     path("", include("hitl.api.urls")),
+    path("", include("incidents.api.urls")),
 ]
 
 urlpatterns = [

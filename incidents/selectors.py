@@ -1,0 +1,101 @@
+"""Read-side queries of incidents: scoping, the one SLA-breach definition, and the incident metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.db.models import BooleanField, Case, Count, F, Q, QuerySet, Value, When
+
+from governance.choices import Severity
+from governance.models import User
+from governance.selectors import scope_to_teams
+from incidents.models import OPEN_INCIDENT_STATUSES, FollowUp, Incident, IncidentStatus
+from oversight.metrics import latency_by_severity
+
+METRICS_WINDOW = timedelta(days=30)
+
+
+def incidents_for_user(*, user: User) -> QuerySet[Incident]:
+    """The incidents of the caller's teams (admins: all), with what the list shows joined in."""
+    return scope_to_teams(Incident.objects.select_related("system", "team", "assignee", "rca_template"), user)
+
+
+def incident_get_for_user(*, user: User, incident_id: Any) -> Incident | None:
+    """One incident of the caller's teams, or None (unknown, malformed id, or another team's)."""
+    try:
+        key = UUID(str(incident_id))
+    except ValueError:
+        return None
+    return incidents_for_user(user=user).filter(pk=key).first()
+
+
+def follow_ups_for_user(*, user: User) -> QuerySet[FollowUp]:
+    """Follow-ups of the incidents of the caller's teams."""
+    return scope_to_teams(FollowUp.objects.select_related("incident", "owner"), user)
+
+
+def sla_breached_q(now: datetime) -> Q:
+    """An incident missed a target: still unacknowledged past ``sla_due_at`` (or acknowledged after
+    it), or still unresolved past ``resolve_due_at`` (or resolved after it). The one definition the
+    list shows, filters on, and the metrics count."""
+    ack_missed = Q(status=IncidentStatus.OPEN, acknowledged_at__isnull=True, sla_due_at__lt=now) | Q(
+        acknowledged_at__gt=F("sla_due_at")
+    )
+    resolve_missed = Q(status__in=OPEN_INCIDENT_STATUSES, resolve_due_at__lt=now) | Q(
+        resolved_at__gt=F("resolve_due_at")
+    )
+    return ack_missed | resolve_missed
+
+
+def with_sla_breached(queryset: QuerySet[Incident], *, now: datetime) -> QuerySet[Incident]:
+    breached = Case(When(sla_breached_q(now), then=Value(True)), default=Value(False), output_field=BooleanField())
+    return queryset.annotate(sla_breached=breached)
+
+
+@dataclass(frozen=True)
+class IncidentMetrics:
+    open_by_severity: dict[str, int]
+    mtta_seconds: dict[str, dict[str, Any]]
+    mttr_seconds: dict[str, dict[str, Any]]
+    breached_sla: int
+    serious_open: int
+    window_days: int
+    as_of: datetime
+
+
+def incident_metrics(*, queryset: QuerySet[Incident], now: datetime) -> IncidentMetrics:
+    """Open incidents by severity, MTTA and MTTR per severity (DESIGN §6: ``acknowledged_at −
+    opened_at`` / ``resolved_at − opened_at``) of incidents acknowledged / resolved in the last 30
+    days, open incidents that missed an SLA target, and open serious incidents.
+
+    ``queryset`` is already scoped to the caller. Four queries whatever the volume; percentiles are
+    nearest-rank (``oversight.metrics``), so MTTR here and on the KPI scorecard agree."""
+    since = now - METRICS_WINDOW
+    open_incidents = queryset.filter(status__in=OPEN_INCIDENT_STATUSES)
+    by_severity = dict(open_incidents.values_list("severity").annotate(n=Count("pk")).order_by())
+    counts = open_incidents.aggregate(
+        breached=Count("pk", filter=sla_breached_q(now)), serious=Count("pk", filter=Q(serious=True))
+    )
+    acknowledged = queryset.filter(acknowledged_at__gte=since, acknowledged_at__lte=now).values_list(
+        "severity", "opened_at", "acknowledged_at"
+    )
+    resolved = queryset.filter(resolved_at__gte=since, resolved_at__lte=now).values_list(
+        "severity", "opened_at", "resolved_at"
+    )
+    return IncidentMetrics(
+        open_by_severity={severity: by_severity.get(severity, 0) for severity in Severity.values},
+        mtta_seconds=latency_by_severity(_durations(acknowledged)),
+        mttr_seconds=latency_by_severity(_durations(resolved)),
+        breached_sla=counts["breached"],
+        serious_open=counts["serious"],
+        window_days=METRICS_WINDOW.days,
+        as_of=now,
+    )
+
+
+def _durations(rows) -> list[tuple[str, float]]:
+    # A clock skew between opening and acting must not produce a negative duration.
+    return [(severity, max((done - opened).total_seconds(), 0.0)) for severity, opened, done in rows]
