@@ -15,8 +15,10 @@ from governance.services.kpis import (
     Measurement,
     capability_check,
     kpi_provider,
+    response_times_provider,
 )
 from incidents.models import OPEN_INCIDENT_STATUSES, Incident
+from incidents.selectors import incident_metrics
 
 OPEN_TARGET = 30  # the plan's "< 30 open incidents"
 ESCALATION_LAG_LIMIT = timedelta(minutes=5)  # a due escalation older than this means the tick is not running
@@ -71,3 +73,25 @@ def incident_management_status() -> CapabilityStatus:
         f"{handled} incidents handled in 30 days; {open_count} open; escalations on time; "
         "serious incidents within their reporting deadlines",
     )
+
+
+@response_times_provider
+def incident_response_times() -> list[dict]:
+    """MTTA and MTTR (p50/p95 seconds) per severity over the last 30 days (DESIGN §6)."""
+    metrics = incident_metrics(queryset=Incident.objects.all(), now=timezone.now())
+    rows = []
+    for severity in Severity.values:
+        mtta = metrics.mtta_seconds.get(severity) or {}
+        mttr = metrics.mttr_seconds.get(severity) or {}
+        rows.append(
+            {
+                "severity": severity,
+                "mtta_p50": mtta.get("p50"),
+                "mtta_p95": mtta.get("p95"),
+                "mttr_p50": mttr.get("p50"),
+                "mttr_p95": mttr.get("p95"),
+                "acknowledged": mtta.get("count", 0),
+                "resolved": mttr.get("count", 0),
+            }
+        )
+    return rows

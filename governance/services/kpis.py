@@ -74,6 +74,7 @@ KPIS: tuple[KPISpec, ...] = (
 
 _kpi_providers: dict[str, Callable[[], Measurement]] = {}
 _capability_checks: dict[str, Callable[[], CapabilityStatus]] = {}
+_response_times: list[Callable[[], list[dict[str, Any]]]] = []
 
 
 def kpi_provider(code: str) -> Callable:
@@ -96,6 +97,26 @@ def capability_check(code: str) -> Callable:
         return func
 
     return register
+
+
+def response_times_provider(func: Callable[[], list[dict[str, Any]]]) -> Callable[[], list[dict[str, Any]]]:
+    """Register the function that measures MTTA/MTTR per severity for the scorecard (the incident
+    engine): rows of ``{severity, mtta_p50, mtta_p95, mttr_p50, mttr_p95, acknowledged, resolved}``
+    in seconds (None where nothing was measured)."""
+    _response_times[:] = [func]
+    return func
+
+
+def response_times() -> list[dict[str, Any]]:
+    """MTTA and MTTR per severity, or an empty list when no engine measures them."""
+    _discover()
+    if not _response_times:
+        return []
+    try:
+        return _response_times[0]()
+    except Exception:  # a broken provider must not take the scorecard down
+        logger.exception("response-time provider failed")
+        return []
 
 
 @cache
@@ -185,4 +206,5 @@ def kpi_report() -> dict[str, Any]:
             "total": len(items),
             "items": items,
         },
+        "response_times": response_times(),
     }

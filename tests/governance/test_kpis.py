@@ -47,7 +47,7 @@ def test_the_kpis_endpoint_returns_every_kpi_of_the_plan_and_the_capabilities(cl
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"generated_at", "kpis", "capabilities"}
+    assert set(body) == {"generated_at", "kpis", "capabilities", "response_times"}
     assert [item["code"] for item in body["kpis"]] == [spec.code for spec in KPIS]
     assert all(set(item) == KPI_FIELDS for item in body["kpis"])
     assert all(item["status"] in {"met", "not_met", "not_measured"} for item in body["kpis"])

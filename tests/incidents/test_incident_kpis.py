@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.utils import timezone
 
 from governance.choices import Severity
@@ -68,3 +69,36 @@ def test_incident_management_is_not_enforced_with_a_serious_incident_past_its_de
     )
 
     assert "Art. 73" in capability("incident_management")["evidence"]
+
+
+def test_the_scorecard_reports_mtta_and_mttr_per_severity(lead):
+    with time_machine.travel(timezone.now() - timedelta(minutes=30), tick=False):
+        incident = IncidentFactory(severity=Severity.CRITICAL)
+    with time_machine.travel(timezone.now() - timedelta(minutes=26), tick=False):
+        incident_acknowledge(incident_id=incident.id, actor=lead)
+    incident_resolve(incident_id=incident.id, actor=lead)
+
+    rows = {row["severity"]: row for row in kpi_report()["response_times"]}
+
+    assert rows["critical"]["mtta_p50"] == pytest.approx(240, abs=1)
+    assert rows["critical"]["mttr_p95"] == pytest.approx(1800, abs=5)
+    assert (rows["critical"]["acknowledged"], rows["critical"]["resolved"]) == (1, 1)
+    assert rows["low"]["mtta_p50"] is None
+
+
+def test_the_admin_home_and_the_kpis_command_show_response_times(client, lead):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    incident = IncidentFactory(severity=Severity.HIGH)
+    incident_acknowledge(incident_id=incident.id, actor=lead)
+    client.force_login(lead)
+    out = StringIO()
+
+    page = client.get("/admin/").content.decode()
+    call_command("kpis", stdout=out)
+
+    assert 'id="vigil-response-times"' in page
+    assert '<tr data-severity="high">' in page
+    assert "Incident response, last 30 days" in out.getvalue()

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand
 
 from governance.management.text_tables import text_table
 from governance.services.kpis import kpi_report
+from governance.templatetags.vigil_format import duration_text
 
 STATUS_MARK = {"met": "✔ met", "not_met": "✘ not met", "not_measured": "— not measured"}
 CAPABILITY_MARK = {"enforced": "✔", "not_enforced": "✘", "not_measured": "—"}
@@ -19,6 +20,19 @@ def render_kpi_table(report: dict) -> str:
     lines.append(f"Governance capabilities: {caps['enforced']}/{caps['total']} enforced")
     for item in caps["items"]:
         lines.append(f"  {CAPABILITY_MARK[item['status']]} {item['number']:>2}. {item['name']}: {item['evidence']}")
+    if report.get("response_times"):
+        lines += ["", "Incident response, last 30 days (MTTA / MTTR, p50 and p95)"]
+        rows = [("Severity", "MTTA p50", "MTTA p95", "MTTR p50", "MTTR p95", "Acknowledged", "Resolved")]
+        rows += [
+            (
+                r["severity"],
+                *(duration_text(r[k]) for k in ("mtta_p50", "mtta_p95", "mttr_p50", "mttr_p95")),
+                r["acknowledged"],
+                r["resolved"],
+            )  # fmt: skip
+            for r in report["response_times"]
+        ]
+        lines += text_table(rows)
     return "\n".join(lines)
 
 
