@@ -212,6 +212,10 @@ class KPIView(APIView):
                 "generated_at": serializers.DateTimeField(),
                 "kpis": serializers.ListField(child=serializers.DictField()),
                 "capabilities": serializers.DictField(),
+                "response_times": serializers.ListField(
+                    child=serializers.DictField(),
+                    help_text="MTTA/MTTR p50 and p95 (seconds) per severity over the last 30 days.",
+                ),
             },
         ),
     )
