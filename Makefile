@@ -31,7 +31,7 @@ install-dev: $(VENV)/.dev ## Also install test, lint and benchmark tools
 migrate: install ## Apply migrations (also syncs the beat schedule)
 	$(PY) manage.py migrate --noinput
 
-demo: install ## Set up on SQLite (or $$DATABASE_URL), seed an estate, run a simulation and the HITL backlog scenario, print the KPIs
+demo: install ## Set up on SQLite (or $$DATABASE_URL), seed an estate, run a simulation, the review-backlog and incident scenarios, print the KPIs
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py seed_demo
@@ -40,6 +40,10 @@ demo: install ## Set up on SQLite (or $$DATABASE_URL), seed an estate, run a sim
 	@echo
 	$(PY) manage.py seed_backlog --pending 546
 	$(PY) manage.py triage_backlog --as demo-admin --enable-policy "Routine low/medium alert triage" --clear-low-risk
+	@echo
+	$(PY) manage.py seed_incidents --open 218
+	$(PY) manage.py triage_incidents --as demo-admin --close-stale --bulk-resolve-older-than-hours 4 \
+		--reason "Stale, no impact" --close
 	@echo
 	$(PY) manage.py kpis
 	@echo
