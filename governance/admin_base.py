@@ -2,7 +2,9 @@
 
 from django.contrib import admin
 from django.contrib.admin.utils import get_fields_from_path
+from django.utils.html import format_html
 
+from governance.choices import Severity
 from governance.selectors import scope_to_teams
 
 
@@ -52,3 +54,23 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+SEVERITY_COLOURS = {
+    Severity.CRITICAL: "#82071e",
+    Severity.HIGH: "#cf222e",
+    Severity.MEDIUM: "#bc4c00",
+    Severity.LOW: "#1a7f37",
+    Severity.INFO: "#6e7781",
+}
+
+
+def severity_badge(severity: str) -> str:
+    """A coloured severity label for changelists (the same colours in every app)."""
+    return format_html(
+        '<span class="severity-badge severity-{}" style="color: #fff; background: {}; padding: 1px 6px; '
+        'border-radius: 8px; font-size: 0.85em;">{}</span>',
+        severity,
+        SEVERITY_COLOURS.get(severity, "#6e7781"),
+        severity,
+    )

@@ -45,6 +45,17 @@ def _is_many_valued(model: type[Model], path: str) -> bool:
     return False
 
 
+def is_uuid(value: object) -> bool:
+    """Whether ``value`` reads as a UUID (ids in URLs and bodies are checked before any query)."""
+    from uuid import UUID
+
+    try:
+        UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
 def team_list(*, user: User) -> QuerySet[Team]:
     return scope_to_teams(Team.objects.all(), user)
 

@@ -29,7 +29,7 @@ from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
-from governance.admin_base import ReadOnlyAdmin, TeamScopedAdmin
+from governance.admin_base import ReadOnlyAdmin, TeamScopedAdmin, severity_badge
 from governance.choices import Role, Severity
 from hitl.models import (
     AssistModel,
@@ -56,13 +56,6 @@ from hitl.services.triage import (
     review_items_clear_low_risk,
 )
 
-SEVERITY_COLOURS = {
-    Severity.CRITICAL: "#82071e",
-    Severity.HIGH: "#cf222e",
-    Severity.MEDIUM: "#bc4c00",
-    Severity.LOW: "#1a7f37",
-    Severity.INFO: "#6e7781",
-}
 CONFIRMATION_LISTED_ITEMS = 50  # the confirmation page names this many; the rest are counted
 SPOT_CHECKS_PER_PAGE = 50
 
@@ -77,16 +70,6 @@ def _percent(value: float | None) -> str:
 
 def _pretty_json(value: Any) -> str:
     return format_html('<pre style="white-space: pre-wrap; margin: 0;">{}</pre>', json.dumps(value, indent=2))
-
-
-def _severity_badge(severity: str) -> str:
-    return format_html(
-        '<span class="severity-badge severity-{}" style="color: #fff; background: {}; padding: 1px 6px; '
-        'border-radius: 8px; font-size: 0.85em;">{}</span>',
-        severity,
-        SEVERITY_COLOURS.get(severity, "#6e7781"),
-        severity,
-    )
 
 
 # --- List filters --------------------------------------------------------------------------------
@@ -349,7 +332,7 @@ class ReviewItemAdmin(TeamScopedAdmin):
     # --- columns ---------------------------------------------------------------------------------
     @admin.display(description="severity", ordering="severity")
     def severity_badge(self, obj: ReviewItem) -> str:
-        return _severity_badge(obj.severity)
+        return severity_badge(obj.severity)
 
     @admin.display(description="SLA due", ordering="sla_due_at")
     def sla_due(self, obj: ReviewItem) -> str:

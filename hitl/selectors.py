@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from governance.choices import Role, Severity
 from governance.models import User
-from governance.selectors import scope_to_teams
+from governance.selectors import is_uuid, scope_to_teams
 from hitl.models import DecisionSource, ReviewDecision, ReviewItem, ReviewStatus, ReviewType
 
 HEALTH_WINDOW = timedelta(hours=24)
@@ -131,14 +131,6 @@ def review_items_matching(queryset: QuerySet[ReviewItem], filters: dict[str, Any
     if errors:
         raise FilterError(errors)
     return queryset.filter(q)
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)

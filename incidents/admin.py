@@ -27,10 +27,9 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince, timeuntil
 
 from config import registry
-from governance.admin_base import ReadOnlyAdmin, TeamScopedAdmin
+from governance.admin_base import ReadOnlyAdmin, TeamScopedAdmin, severity_badge
 from governance.choices import Role
 from governance.models import User
-from hitl.admin import SEVERITY_COLOURS
 from incidents.models import (
     ALLOWED_FROM,
     OPEN_INCIDENT_STATUSES,
@@ -73,16 +72,6 @@ from incidents.services.templates import (
 CONFIRMATION_LISTED_INCIDENTS = 50  # the bulk confirmation page names this many; the rest are counted
 RELATED_INCIDENTS_SHOWN = 10
 AGE_FILTER_DAYS = (1, 7, 30)
-
-
-def _severity_badge(severity: str) -> str:
-    return format_html(
-        '<span class="severity-badge severity-{}" style="color: #fff; background: {}; padding: 1px 6px; '
-        'border-radius: 8px; font-size: 0.85em;">{}</span>',
-        severity,
-        SEVERITY_COLOURS.get(severity, "#6e7781"),
-        severity,
-    )
 
 
 def _when(value) -> str:
@@ -455,7 +444,7 @@ class IncidentAdmin(TeamScopedAdmin):
     # --- columns ---------------------------------------------------------------------------------
     @admin.display(description="severity", ordering="severity")
     def severity_badge(self, obj: Incident) -> str:
-        return _severity_badge(obj.severity)
+        return severity_badge(obj.severity)
 
     @admin.display(description="SLA")
     def sla(self, obj: Incident) -> str:

@@ -29,6 +29,14 @@ class PayloadTooLarge(exceptions.APIException):
     default_code = "request_too_large"
 
 
+class TooManyIds(PayloadTooLarge):
+    """413 naming the list that holds more ids than one request may carry."""
+
+    def __init__(self, field: str, count: int, limit: int):
+        self.fields = {field: [f"{count:,} ids; at most {limit:,} per request (split the request)"]}
+        super().__init__(detail=self.fields[field][0])
+
+
 class FieldConflict(Conflict):
     """A 409 that names the fields in conflict (e.g. a unique name already taken)."""
 

@@ -112,3 +112,32 @@ def demo_seed(*, actor: str = "system:demo") -> DemoSeedReport:
                     )
                     report.count("evaluation runs")
     return report
+
+
+def demo_estate_systems(*, actor: str) -> tuple[list[AISystem], str | None]:
+    """The demo estate's active systems, seeding the estate first when any is missing (then the admin
+    password created by that seed is returned, to be shown once; else None). Used by the scenario
+    seeders (review backlog, incidents) so they all work on one estate."""
+    names = [name for name, *_ in SYSTEMS]
+    systems = list(AISystem.objects.filter(name__in=names, is_active=True).select_related("team"))
+    password = None
+    if len(systems) < len(names):
+        password = demo_seed(actor=actor).admin_password
+        systems = list(AISystem.objects.filter(name__in=names, is_active=True).select_related("team"))
+    return systems, password
+
+
+def demo_persona(*, username: str, role: str, systems: list[AISystem], email: str) -> User:
+    """A seeded person (a reviewer, an on-call responder) with ``role`` on every team of ``systems``;
+    created once with an unguessable password (nobody logs in as a persona)."""
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        user = organization.user_create(
+            username=username,
+            password=secrets.token_urlsafe(24),
+            roles=[role],
+            teams=list({system.team_id: system.team for system in systems}.values()),
+            actor=None,
+            email=email,
+        )
+    return user

@@ -8,7 +8,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from governance.api.errors import PayloadTooLarge
+from governance.api.fields import IdListField
 from governance.api.serializers import ScopedPrimaryKeyRelatedField
 from governance.choices import Severity
 from governance.models import Team
@@ -28,28 +28,6 @@ from hitl.services.decisions import RATIONALE_MAX_LENGTH, clean_rationale
 from hitl.services.triage import MAX_BULK_ITEMS
 
 MAX_ASSIST_ITEMS = 1000
-
-
-class TooManyIds(PayloadTooLarge):
-    """413 naming the list that holds more ids than one request may carry."""
-
-    def __init__(self, field: str, count: int, limit: int):
-        self.fields = {field: [f"{count:,} ids; at most {limit:,} per request (split the request)"]}
-        super().__init__(detail=self.fields[field][0])
-
-
-class ReviewIdListField(serializers.ListField):
-    """A list of review item ids. Longer than ``max_length`` answers 413 before any id is looked at (a
-    100,000-id body gets one clear answer, not 100,000 messages); a malformed id is named ``<field>.<index>``."""
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("child", serializers.UUIDField())
-        super().__init__(**kwargs)
-
-    def to_internal_value(self, data):
-        if isinstance(data, list) and self.max_length is not None and len(data) > self.max_length:
-            raise TooManyIds(self.field_name, len(data), self.max_length)
-        return super().to_internal_value(data)
 
 
 def _rationale_field(**kwargs) -> serializers.CharField:
@@ -215,7 +193,7 @@ class BulkDecideSerializer(serializers.Serializer):
     """Shape only: ``review_items_bulk_decide`` checks the combination (ids xor filter, decision unless
     apply_suggestions, rationale) and every item, naming each problem."""
 
-    ids = ReviewIdListField(
+    ids = IdListField(
         required=False,
         max_length=MAX_BULK_ITEMS,
         help_text=f"Pending item ids of your teams (at most {MAX_BULK_ITEMS:,}; more answers 413).",
@@ -258,7 +236,7 @@ class ClearLowRiskResultSerializer(serializers.Serializer):
 
 
 class AssistRunSerializer(serializers.Serializer):
-    ids = ReviewIdListField(
+    ids = IdListField(
         required=False,
         max_length=MAX_ASSIST_ITEMS,
         help_text="Items of your teams to assist now (non-pending ones are skipped); default: unassisted pending ones.",

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,9 +36,7 @@ from config import registry
 from governance.choices import AuditAction, EntityType, RiskClass, Role, Severity
 from governance.models import AISystem, User
 from governance.services.audit import AuditEntry, audit_record, audit_record_many
-from governance.services.demo_seed import SYSTEMS as DEMO_SYSTEMS
-from governance.services.demo_seed import demo_seed
-from governance.services.organization import user_create
+from governance.services.demo_seed import demo_estate_systems, demo_persona
 from hitl.assist.features import detection_thresholds, signal_strength
 from hitl.models import (
     STATUS_FOR_DECISION,
@@ -423,30 +420,6 @@ def plan_backlog(
 
 
 # --- writing ----------------------------------------------------------------------------------------
-def _estate() -> tuple[list[AISystem], str | None]:
-    names = [name for name, *_ in DEMO_SYSTEMS]
-    systems = list(AISystem.objects.filter(name__in=names, is_active=True).select_related("team"))
-    password = None
-    if len(systems) < len(names):
-        password = demo_seed(actor=SEED_ACTOR).admin_password
-        systems = list(AISystem.objects.filter(name__in=names, is_active=True).select_related("team"))
-    return systems, password
-
-
-def _reviewer(systems: list[AISystem]) -> User:
-    user = User.objects.filter(username=REVIEWER_USERNAME).first()
-    if user is None:
-        user = user_create(
-            username=REVIEWER_USERNAME,
-            password=secrets.token_urlsafe(24),
-            roles=[Role.REVIEWER],
-            teams=list({s.team_id: s.team for s in systems}.values()),
-            actor=None,
-            email="seed-reviewer@example.com",
-        )
-    return user
-
-
 def _row(planned: PlannedItem, *, tag: str, reviewer: User, sla_hours) -> ReviewItem:
     source = planned.source
     decided = bool(planned.decision)
@@ -479,9 +452,11 @@ def backlog_seed(
     now = now or timezone.now()
     report = BacklogSeedReport()
     with transaction.atomic():
-        systems, report.admin_password = _estate()
+        systems, report.admin_password = demo_estate_systems(actor=SEED_ACTOR)
         report.systems = len(systems)
-        reviewer = _reviewer(systems)
+        reviewer = demo_persona(
+            username=REVIEWER_USERNAME, role=Role.REVIEWER, systems=systems, email="seed-reviewer@example.com"
+        )
         sla_hours = registry.get("hitl.sla_hours")
         existing = Counter(
             ReviewItem.objects.filter(**{f"context__{SEED_TAG}__in": [HISTORY_TAG, PENDING_TAG]}).values_list(

@@ -11,7 +11,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from governance.api.errors import Conflict
-from hitl.selectors import is_uuid
+from governance.selectors import is_uuid
 from incidents import selectors
 from incidents.api import serializers as s
 from incidents.api.incidents import RESPONDER_ROLES

@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from governance.api.errors import Conflict, PayloadTooLarge
 from governance.choices import Role, Severity
 from governance.models import User
-from hitl.selectors import is_uuid
+from governance.selectors import is_uuid
 from incidents import selectors
 from incidents.api import serializers as s
 from incidents.models import OPEN_INCIDENT_STATUSES, Incident, IncidentStatus, IncidentType

@@ -8,8 +8,8 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from governance.api.fields import IdListField
 from governance.choices import Severity
-from hitl.api.serializers import TooManyIds
 from incidents.models import (
     FollowUp,
     FollowUpStatus,
@@ -30,20 +30,6 @@ from incidents.services.regulatory import REFERENCE_MAX_LENGTH, regulatory_count
 def _note_field(**kwargs) -> serializers.CharField:
     # The lifecycle service trims and bounds notes; blank is allowed (a default message is written).
     return serializers.CharField(required=False, allow_blank=True, max_length=NOTE_MAX_LENGTH, **kwargs)
-
-
-class IncidentIdListField(serializers.ListField):
-    """Incident ids. Longer than ``max_length`` answers 413 before any id is looked at; a malformed
-    id is named ``<field>.<index>``."""
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("child", serializers.UUIDField())
-        super().__init__(**kwargs)
-
-    def to_internal_value(self, data):
-        if isinstance(data, list) and self.max_length is not None and len(data) > self.max_length:
-            raise TooManyIds(self.field_name, len(data), self.max_length)
-        return super().to_internal_value(data)
 
 
 # --- incidents ---------------------------------------------------------------------------------------
@@ -228,7 +214,7 @@ class BulkResolveSerializer(serializers.Serializer):
     """Shape only: ``incidents_bulk_resolve`` checks the combination (ids xor filter) and every
     incident, naming each problem."""
 
-    ids = IncidentIdListField(
+    ids = IdListField(
         required=False,
         max_length=MAX_BULK_INCIDENTS,
         help_text=f"Open incident ids of your teams (at most {MAX_BULK_INCIDENTS:,}; more answers 413).",

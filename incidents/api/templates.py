@@ -10,8 +10,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from governance.choices import Role
-from governance.selectors import scope_to_teams
-from hitl.selectors import is_uuid
+from governance.selectors import is_uuid, scope_to_teams
 from incidents.api import serializers as s
 from incidents.models import IncidentType, RCATemplate
 from incidents.services.templates import RCATemplateInvalid, rca_template_update

@@ -25,7 +25,6 @@ incident's place in the plan, so they never collide with one another.
 from __future__ import annotations
 
 import random
-import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,9 +36,7 @@ from django.utils import timezone
 from governance.choices import AuditAction, EntityType, RiskClass, Role, Severity
 from governance.models import AISystem, User
 from governance.services.audit import AuditEntry, audit_record_many
-from governance.services.demo_seed import SYSTEMS as DEMO_SYSTEMS
-from governance.services.demo_seed import demo_seed
-from governance.services.organization import user_create
+from governance.services.demo_seed import demo_estate_systems, demo_persona
 from incidents.models import (
     FollowUp,
     FollowUpStatus,
@@ -246,31 +243,6 @@ def plan_incidents(*, systems: list[AISystem], count: int, seed: int, now: datet
 
 
 # --- writing ----------------------------------------------------------------------------------------
-def _estate() -> tuple[list[AISystem], str | None]:
-    names = [name for name, *_ in DEMO_SYSTEMS]
-    systems = list(AISystem.objects.filter(name__in=names, is_active=True).select_related("team"))
-    password = None
-    if len(systems) < len(names):
-        password = demo_seed(actor=SEED_ACTOR).admin_password
-        systems = list(AISystem.objects.filter(name__in=names, is_active=True).select_related("team"))
-    return systems, password
-
-
-def _responder(systems: list[AISystem]) -> User:
-    """The on-call responder who acknowledged the seeded incidents (security role on every demo team)."""
-    user = User.objects.filter(username=RESPONDER_USERNAME).first()
-    if user is None:
-        user = user_create(
-            username=RESPONDER_USERNAME,
-            password=secrets.token_urlsafe(24),
-            roles=[Role.SECURITY],
-            teams=list({s.team_id: s.team for s in systems}.values()),
-            actor=None,
-            email="seed-responder@example.com",
-        )
-    return user
-
-
 def _rca_values(planned: PlannedIncident, required: list[str]) -> dict[str, str]:
     if planned.rca == "complete":
         return {name: RCA_TEXTS.get(name, f"{name.replace('_', ' ').capitalize()}: documented.") for name in required}
@@ -372,9 +344,11 @@ def incidents_seed(*, count: int = 218, seed: int = 42, now: datetime | None = N
     now = now or timezone.now()
     report = IncidentSeedReport()
     with transaction.atomic():
-        systems, report.admin_password = _estate()
+        systems, report.admin_password = demo_estate_systems(actor=SEED_ACTOR)
         report.systems = len(systems)
-        responder = _responder(systems)
+        responder = demo_persona(
+            username=RESPONDER_USERNAME, role=Role.SECURITY, systems=systems, email="seed-responder@example.com"
+        )
         existing = IncidentEvent.objects.filter(kind=IncidentEventKind.OPENED, data__has_key=SEED_TAG).count()
         planned = plan_incidents(systems=systems, count=count, seed=seed, now=now)[existing:]
         snapshot, template_ids = escalation_policy_snapshot(), rca.template_ids()
