@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -186,11 +185,6 @@ class ResolveSerializer(serializers.Serializer):
     follow_up_date = serializers.DateField(
         required=False, allow_null=True, help_text="When to review the incident again (today or later)."
     )
-
-    def validate_follow_up_date(self, value):
-        if value is not None and value < timezone.localdate():
-            raise serializers.ValidationError("must be today or later")
-        return value
 
 
 class CloseSerializer(serializers.Serializer):

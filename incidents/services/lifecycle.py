@@ -231,6 +231,8 @@ def incident_resolve(
     now = now or timezone.now()
     reason = resolution_reason_clean(resolution_reason, required=False)
     note = _note(note)
+    if follow_up_date is not None and follow_up_date < timezone.localdate(now):
+        raise IncidentInvalid({"follow_up_date": ["must be today or later"]})
     with transaction.atomic():
         updates: dict[str, Any] = {
             "resolved_at": now,

@@ -201,3 +201,13 @@ def test_follow_up_factory_attaches_to_an_incident():
     follow_up = FollowUpFactory()
 
     assert follow_up.incident.status == IncidentStatus.OPEN
+
+
+def test_a_follow_up_date_in_the_past_is_refused_on_resolve(own_system, lead):
+    incident = IncidentFactory(system=own_system)
+
+    with pytest.raises(IncidentInvalid) as raised:
+        incident_resolve(incident_id=incident.id, actor=lead, follow_up_date=timezone.localdate() - timedelta(days=1))
+
+    assert "follow_up_date" in raised.value.fields
+    assert Incident.objects.get(pk=incident.pk).status == IncidentStatus.OPEN
