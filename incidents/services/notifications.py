@@ -21,7 +21,7 @@ import logging
 import smtplib
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple
@@ -447,6 +447,23 @@ class _Attempt:
     transient: bool = False
 
 
+# Delivery channels, by NotificationChannel value: a new channel (chat, pager) is one function
+# registered here plus its choice in NotificationChannel; the outbox, dedupe and retries stay as they are.
+ChannelSender = Callable[[Notification], _Attempt]
+CHANNEL_SENDERS: dict[str, ChannelSender] = {}
+
+
+def notification_channel(name: str) -> Callable[[ChannelSender], ChannelSender]:
+    """Register the function that delivers one notification row of channel ``name``."""
+
+    def register(sender: ChannelSender) -> ChannelSender:
+        CHANNEL_SENDERS[name] = sender
+        return sender
+
+    return register
+
+
+@notification_channel(NotificationChannel.EMAIL)
 def _send_email(notification: Notification) -> _Attempt:
     try:
         send_mail(
@@ -460,6 +477,11 @@ def _send_email(notification: Notification) -> _Attempt:
         permanent = isinstance(exc, smtplib.SMTPRecipientsRefused)
         return _Attempt(NotificationStatus.FAILED, f"email: {type(exc).__name__}: {exc}", transient=not permanent)
     return _Attempt(NotificationStatus.SENT)
+
+
+@notification_channel(NotificationChannel.WEBHOOK)
+def _deliver_webhook(notification: Notification) -> _Attempt:
+    return _send_webhook(notification, registry.get("incidents.notifications"))
 
 
 def _send_webhook(notification: Notification, config: Mapping[str, Any]) -> _Attempt:
@@ -524,10 +546,11 @@ def notification_deliver(*, notification_id: Any, now: datetime | None = None) -
             return current or "missing"  # locked by another delivery (or gone)
         if notification.status in (NotificationStatus.SENT, NotificationStatus.REFUSED):
             return notification.status
-        if notification.channel == NotificationChannel.EMAIL:
-            attempt = _send_email(notification)
+        sender = CHANNEL_SENDERS.get(notification.channel)
+        if sender is None:
+            attempt = _Attempt(NotificationStatus.REFUSED, f"no delivery channel {notification.channel!r} is installed")
         else:
-            attempt = _send_webhook(notification, registry.get("incidents.notifications"))
+            attempt = sender(notification)
         now = now or timezone.now()
         Notification.objects.filter(
             pk=notification.pk, status__in=(NotificationStatus.PENDING, NotificationStatus.FAILED)

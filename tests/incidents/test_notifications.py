@@ -22,7 +22,9 @@ from config import registry
 from governance.choices import Role, Severity
 from incidents.models import IncidentEvent, IncidentEventKind, Notification, NotificationStatus
 from incidents.services.notifications import (
+    CHANNEL_SENDERS,
     NotificationTransientError,
+    _Attempt,
     dedupe_key,
     notification_build,
     notification_deliver,
@@ -186,6 +188,32 @@ def test_email_is_sent_through_the_django_backend_once(own_system, settings):
     assert row.sent_at is not None
     notified = IncidentEvent.objects.get(incident=incident, kind=IncidentEventKind.NOTIFIED)
     assert notified.data["target"] == "lena@example.com"
+
+
+@pytest.mark.django_db
+def test_a_registered_channel_delivers_its_rows(own_system, monkeypatch):
+    delivered = []
+
+    def send_to_chat(row):
+        delivered.append(row.target)
+        return _Attempt("sent")
+
+    monkeypatch.setitem(CHANNEL_SENDERS, "email", send_to_chat)  # stands in for a new channel's sender
+    row = notification(IncidentFactory(system=own_system))
+
+    assert notification_deliver(notification_id=row.pk) == "sent"
+    assert delivered == ["lena@example.com"]
+    assert not mail.outbox
+
+
+@pytest.mark.django_db
+def test_a_row_of_a_channel_nobody_installed_is_refused_not_retried(own_system, monkeypatch):
+    monkeypatch.delitem(CHANNEL_SENDERS, "email")
+    row = notification(IncidentFactory(system=own_system))
+
+    assert notification_deliver(notification_id=row.pk) == "refused"
+    row.refresh_from_db()
+    assert "no delivery channel" in row.last_error
 
 
 @pytest.mark.django_db
