@@ -10,7 +10,14 @@ from django.utils import timezone
 from governance.choices import RiskClass
 from governance.models import AISystem, AuditVerification, ControlAssessment, EvaluationRun
 from governance.services.endpoints import PUBLIC_ENDPOINTS, api_endpoints
-from governance.services.kpis import ENFORCED, NOT_ENFORCED, CapabilityStatus, capability_check
+from governance.services.kpis import (
+    ENFORCED,
+    NOT_ENFORCED,
+    CapabilityStatus,
+    Measurement,
+    capability_check,
+    kpi_provider,
+)
 
 ASSESSMENT_MAX_AGE = timedelta(days=365)
 EVALUATION_MAX_AGE = timedelta(days=30)
@@ -84,3 +91,18 @@ def access_control_status() -> CapabilityStatus:
     if open_endpoints:
         return CapabilityStatus(NOT_ENFORCED, f"endpoints without authentication: {', '.join(open_endpoints[:5])}")
     return CapabilityStatus(ENFORCED, f"all {len(endpoints)} API endpoints require a JWT or session and a role")
+
+
+@kpi_provider("rate_limit_coverage")
+def rate_limit_coverage_kpi() -> Measurement:
+    """Share of URL routes (health probes and the metrics scrape exempt) that pass the DB-backed limiter."""
+    from governance.api.throttling import rate_limit_coverage
+
+    limited, total, unlimited = rate_limit_coverage()
+    share = limited / total if total else 0.0
+    detail = f"{limited} of {total} routes limited through the rate_limits table"
+    if unlimited:
+        detail = f"not rate limited: {', '.join(unlimited[:5])}; " + detail
+    return Measurement(
+        value=round(share * 100, 1), display=f"{share:.0%} ({limited}/{total})", met=not unlimited, detail=detail
+    )

@@ -8,3 +8,11 @@ from tasks.base import vigil_task
 def audit_verify() -> bool:
     """Hourly walk of the audit chain. Not retried: a failure here must be seen, not hidden."""
     return audit_chain_verify_and_record().ok
+
+
+@vigil_task(name="governance.ratelimit_cleanup")
+def ratelimit_cleanup() -> int:
+    """Every 15 minutes: delete expired rate-limit counters in chunks. Idempotent."""
+    from governance.services.ratelimit import rate_limits_cleanup
+
+    return rate_limits_cleanup()

@@ -90,6 +90,12 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         description="Walk the hash-chained audit log and record the result; a break is logged and audited.",
         expires_seconds=3000,
     ),
+    ScheduleSpec(
+        task="governance.ratelimit_cleanup",
+        every_seconds=900,
+        description="Delete expired rate-limit counters (rate_limits rows two windows old) in chunks.",
+        expires_seconds=840,
+    ),
 )
 
 PREFIX = "vigil:"

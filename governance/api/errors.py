@@ -122,8 +122,19 @@ def vigil_exception_handler(exc: Exception, context: dict[str, Any]) -> Response
         code = getattr(exc, "default_code", "error")
     if response.status_code == status.HTTP_401_UNAUTHORIZED and code in {"token_not_valid", "user_not_found"}:
         code = "authentication_failed"
+    if isinstance(exc, exceptions.Throttled):
+        code, message = "rate_limited", _throttled_message(context, message)
     response.data = error_body(code, message, getattr(exc, "fields", None))
     return response
+
+
+def _throttled_message(context: dict[str, Any], fallback: str) -> str:
+    """Name the limit that was hit (the decision is left on the request by ``VigilRateThrottle``)."""
+    from governance.api.throttling import DECISION_ATTRIBUTE, rate_limit_message
+
+    request = context.get("request")
+    decision = getattr(getattr(request, "_request", request), DECISION_ATTRIBUTE, None)
+    return rate_limit_message(decision) if decision is not None else fallback
 
 
 def _is_api(request: HttpRequest) -> bool:

@@ -23,7 +23,7 @@ def test_admin_home_shows_the_kpi_scorecard(live_server, browser_page):
     config_row = scorecard.locator("tr[data-kpi=config_centralization]")
     assert "100%" in config_row.inner_text()
     assert "met" in config_row.inner_text()
-    assert "not measured" in scorecard.locator("tr[data-kpi=rate_limit_coverage]").inner_text()
+    assert "100%" in scorecard.locator("tr[data-kpi=rate_limit_coverage]").inner_text()
     assert scorecard.locator("tr.capability-row").count() == 12
     assert browser_page.js_errors == []
 

@@ -26,7 +26,6 @@ pytestmark = pytest.mark.django_db
 NOT_YET_MEASURED = [
     "mttd_critical",
     "mttr_critical",
-    "rate_limit_coverage",
 ]
 KPI_FIELDS = {"code", "label", "baseline", "target", "value", "display", "status", "detail"}
 

@@ -86,6 +86,7 @@ def test_an_unhandled_view_exception_is_counted_by_its_class_name(lenient_client
 
 
 @ERROR_URLS
+@pytest.mark.django_db  # like every API view, the probe passes the DB-backed rate limiter first
 def test_an_unhandled_exception_in_an_api_view_is_counted_by_its_class_name(lenient_client):
     assert lenient_client.get("/api/probe/abc").status_code == 500
 
