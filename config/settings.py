@@ -109,6 +109,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "governance.api.throttling.RateLimitMiddleware",  # RateLimit headers; admin writes (needs request.user)
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -184,6 +185,11 @@ SIMPLE_JWT = {
 API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=50)
 API_MAX_PAGE_SIZE = 500
 # Bodies above this answer 413 before anything is parsed (the events endpoint documents 10 MB).
+# Rate limiting keys anonymous callers by IP. X-Forwarded-For is honoured only when the peer (REMOTE_ADDR)
+# is one of TRUSTED_PROXIES (addresses or CIDR networks) and TRUSTED_PROXY_COUNT (proxies in front of
+# Vigil) is > 0; otherwise any client could pick its own address and dodge its limit.
+TRUSTED_PROXIES = env.list("VIGIL_TRUSTED_PROXIES", default=[])
+TRUSTED_PROXY_COUNT = env.int("VIGIL_TRUSTED_PROXY_COUNT", default=0)
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
@@ -203,6 +209,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "governance.api.errors.vigil_exception_handler",
+    # Every DRF endpoint passes the DB-backed limiter (governance.services.ratelimit); limits live in config.
+    "DEFAULT_THROTTLE_CLASSES": ["governance.api.throttling.VigilRateThrottle"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
@@ -341,6 +349,15 @@ VIGIL_ASSIST_LLM_RETRIES = env.int("VIGIL_ASSIST_LLM_RETRIES", default=2)  # on 
 # incidents.notifications lists webhook URLs; receivers verify it).
 VIGIL_WEBHOOK_SECRET = env.str("VIGIL_WEBHOOK_SECRET", default="")  # secret
 VIGIL_EMAIL_FROM = env.str("VIGIL_EMAIL_FROM", default="vigil@localhost")
+
+# --- AI gateway ---------------------------------------------------------------------------------
+# /gateway/ai, /gateway/llm-generate and /eval/{suite}/run forward to this OpenAI-compatible API base
+# (requests go to {URL}/chat/completions); unset, they answer 503 and send nothing. Audit entries carry
+# metadata only; prompt and completion text only with VIGIL_GATEWAY_LOG_PROMPTS=true.
+VIGIL_GATEWAY_UPSTREAM_URL = env.str("VIGIL_GATEWAY_UPSTREAM_URL", default="")
+VIGIL_GATEWAY_API_KEY = env.str("VIGIL_GATEWAY_API_KEY", default="")  # secret
+VIGIL_GATEWAY_TIMEOUT = env.float("VIGIL_GATEWAY_TIMEOUT", default=30.0)  # seconds per upstream request
+VIGIL_GATEWAY_LOG_PROMPTS = env.bool("VIGIL_GATEWAY_LOG_PROMPTS", default=False)
 
 # --- Function metrics ---------------------------------------------------------------------------
 # Per-process aggregation window and how often a process flushes what it aggregated (one upsert per

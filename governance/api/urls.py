@@ -1,7 +1,7 @@
 from django.urls import re_path
 from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairView, TokenRefreshView
 
-from governance.api import views
+from governance.api import gateway, views
 from governance.api.routers import OptionalSlashRouter
 
 router = OptionalSlashRouter()
@@ -18,5 +18,9 @@ urlpatterns = [
     re_path(r"^auth/token/refresh/?$", TokenRefreshView.as_view(), name="token_refresh"),
     re_path(r"^auth/token/revoke/?$", TokenBlacklistView.as_view(), name="token_revoke"),
     re_path(r"^kpis/?$", views.KPIView.as_view(), name="kpis"),
+    re_path(r"^gateway/ai/?$", gateway.GatewayAIView.as_view(), name="gateway_ai"),
+    re_path(r"^gateway/llm-generate/?$", gateway.LLMGenerateView.as_view(), name="gateway_llm_generate"),
+    re_path(r"^eval/(?P<suite>[^/]+)/run/?$", gateway.EvaluationSuiteRunView.as_view(), name="eval_run"),
+    re_path(r"^cicd/gate/?$", gateway.CICDGateView.as_view(), name="cicd_gate"),
     *router.urls,
 ]
