@@ -16,3 +16,11 @@ def ratelimit_cleanup() -> int:
     from governance.services.ratelimit import rate_limits_cleanup
 
     return rate_limits_cleanup()
+
+
+@vigil_task(name="governance.bypass_scan")
+def bypass_scan() -> dict[str, int]:
+    """Every minute: turn failed-JWT and repeated-429 counters into security events. Idempotent per hour."""
+    from governance.services.bypass import bypass_scan as scan
+
+    return scan()

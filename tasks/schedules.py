@@ -96,6 +96,12 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         description="Delete expired rate-limit counters (rate_limits rows two windows old) in chunks.",
         expires_seconds=840,
     ),
+    ScheduleSpec(
+        task="governance.bypass_scan",
+        every_seconds=60,
+        description="Bypass detection: failed JWTs and repeated 429s per caller become security events.",
+        expires_seconds=55,
+    ),
 )
 
 PREFIX = "vigil:"
