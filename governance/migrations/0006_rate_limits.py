@@ -20,7 +20,7 @@ def make_logged(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("governance", "0006_gateway_audit_actions"),
+        ("governance", "0005_hitl_audit_actions"),
     ]
 
     operations = [
