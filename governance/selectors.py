@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Model, QuerySet
 
@@ -45,12 +47,15 @@ def _is_many_valued(model: type[Model], path: str) -> bool:
     return False
 
 
+def as_uuid(value: object) -> UUID:
+    """``value`` as a UUID (ids arrive as UUIDs or strings); ValueError when it is not one."""
+    return value if isinstance(value, UUID) else UUID(str(value))
+
+
 def is_uuid(value: object) -> bool:
     """Whether ``value`` reads as a UUID (ids in URLs and bodies are checked before any query)."""
-    from uuid import UUID
-
     try:
-        UUID(str(value))
+        as_uuid(value)
     except ValueError:
         return False
     return True

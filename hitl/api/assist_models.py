@@ -5,14 +5,13 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from governance.api.errors import Conflict
+from governance.api.mixins import UUIDLookupMixin
 from governance.choices import Role
 from hitl.api import serializers as s
 from hitl.models import AssistModel
-from hitl.selectors import is_uuid
 from hitl.services.assist import assist_model_train
 from oversight.api.serializers import ErrorEnvelopeSerializer
 
@@ -28,10 +27,11 @@ class NotEnoughHistory(Conflict):
     list=extend_schema(summary="Auto-assist models, newest version first"),
     retrieve=extend_schema(summary="One auto-assist model"),
 )
-class AssistModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class AssistModelViewSet(UUIDLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Admins and governance leads read the models (held-out agreement, calibration) and train new ones.
     The newest active model is the one auto-assist uses."""
 
+    object_name = "assist model"
     queryset = AssistModel.objects.all()
     serializer_class = s.AssistModelSerializer
     filterset_fields = ["active"]
@@ -39,13 +39,6 @@ class AssistModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     ordering = ["-version"]
     read_roles = MODEL_KEEPERS
     write_roles = MODEL_KEEPERS
-
-    def get_object(self) -> AssistModel:
-        pk = self.kwargs["pk"]
-        model = AssistModel.objects.filter(pk=pk).first() if is_uuid(pk) else None
-        if model is None:
-            raise NotFound(f"No assist model {pk!r}.")
-        return model
 
     @extend_schema(
         summary="Train a new model on past human decisions now",

@@ -11,16 +11,16 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from governance.api.errors import FieldConflict
+from governance.api.mixins import UUIDLookupMixin
 from governance.choices import Role
 from governance.models import User
 from governance.selectors import scope_to_teams
 from hitl.api import serializers as s
 from hitl.models import AutoApprovalPolicy, ReviewDecision
-from hitl.selectors import is_uuid
 from hitl.services.auto_approval import policy_agreement
 from hitl.services.policies import (
     PolicyNameTaken,
@@ -89,6 +89,7 @@ _ADMIN_ERRORS = {
     retrieve=extend_schema(summary="One auto-approval policy with its spot-check agreement"),
 )
 class AutoApprovalPolicyViewSet(
+    UUIDLookupMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet,
@@ -96,6 +97,7 @@ class AutoApprovalPolicyViewSet(
     """Admins, governance leads and reviewers read; admins and governance leads create and edit
     disabled or shadow policies; only admins enable, disable, delete, or change a deciding policy."""
 
+    object_name = "auto-approval policy"
     serializer_class = s.AutoApprovalPolicySerializer
     filterset_class = AutoApprovalPolicyFilter
     ordering_fields = ["policy_name", "created_at"]
@@ -107,13 +109,6 @@ class AutoApprovalPolicyViewSet(
 
     def get_queryset(self):
         return auto_approval_policies_for_user(user=self.request.user)
-
-    def get_object(self) -> AutoApprovalPolicy:
-        pk = self.kwargs["pk"]
-        policy = self.get_queryset().filter(pk=pk).first() if is_uuid(pk) else None
-        if policy is None:
-            raise NotFound(f"No auto-approval policy {pk!r}.")
-        return policy
 
     def represent(self, policies: list[AutoApprovalPolicy], *, many: bool = False):
         """Serialized policies with their spot-check agreement (one aggregate query for all of them)."""

@@ -17,6 +17,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from governance.api.errors import Conflict, PayloadTooLarge
+from governance.api.mixins import UUIDLookupMixin
 from governance.choices import Role, Severity
 from governance.models import User
 from hitl import selectors
@@ -125,10 +126,11 @@ _ERRORS = {
     list=extend_schema(summary="Review items of your teams (most urgent first by default)"),
     retrieve=extend_schema(summary="One review item, with its latest auto-assist result and every decision"),
 )
-class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ReviewItemViewSet(UUIDLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The human-in-the-loop review queue. Every human role reads; reviewers, governance leads and
     admins decide. Items leave ``pending`` only through ``hitl.services.decisions`` (audited)."""
 
+    object_name = "review item"
     serializer_class = s.ReviewItemSerializer
     filterset_class = ReviewItemFilter
     ordering_fields = ["sla_due_at", "created_at"]  # not nullable: the cursor needs a value
@@ -140,13 +142,6 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     def get_serializer_class(self):
         return s.ReviewItemSerializer if self.action == "list" else s.ReviewItemDetailSerializer
-
-    def get_object(self) -> ReviewItem:
-        pk = self.kwargs["pk"]
-        item = self.get_queryset().filter(pk=pk).first() if selectors.is_uuid(pk) else None
-        if item is None:
-            raise NotFound(f"No review item {pk!r}.")
-        return item
 
     @extend_schema(
         summary="Decide one pending item",

@@ -11,11 +11,11 @@ from rest_framework.exceptions import NotFound, PermissionDenied, ValidationErro
 from rest_framework.response import Response
 
 from governance.api.errors import Conflict
+from governance.api.mixins import UUIDLookupMixin
 from governance.choices import Role
 from governance.selectors import scope_to_teams
 from hitl.api import serializers as s
 from hitl.models import SpotCheck, SpotCheckStatus
-from hitl.selectors import is_uuid
 from hitl.services.auto_approval import (
     SpotCheckInvalid,
     SpotCheckMissing,
@@ -41,9 +41,10 @@ class SpotCheckFilter(django_filters.FilterSet):
     list=extend_schema(summary="Spot checks of your teams' items (newest first)"),
     retrieve=extend_schema(summary="One spot check"),
 )
-class SpotCheckViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class SpotCheckViewSet(UUIDLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Admins, governance leads and reviewers of the item's team read spot checks and give verdicts."""
 
+    object_name = "spot check"
     serializer_class = s.SpotCheckSerializer
     filterset_class = SpotCheckFilter
     ordering_fields = ["created_at"]
@@ -54,13 +55,6 @@ class SpotCheckViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def get_queryset(self):
         checks = SpotCheck.objects.select_related("item", "item__system", "policy", "reviewer")
         return scope_to_teams(checks, self.request.user)
-
-    def get_object(self) -> SpotCheck:
-        pk = self.kwargs["pk"]
-        check = self.get_queryset().filter(pk=pk).first() if is_uuid(pk) else None
-        if check is None:
-            raise NotFound(f"No spot check {pk!r}.")
-        return check
 
     @extend_schema(
         summary="Give a verdict on an automatic decision",

@@ -23,6 +23,7 @@ from django.utils import timezone
 from config import registry
 from governance.choices import AuditAction
 from governance.models import AuditLog
+from governance.selectors import as_uuid, is_uuid
 from governance.services.audit import audit_record, describe_actor
 from hitl.assist import learned
 from hitl.assist.base import AssistInput, Suggestion, get_provider
@@ -217,13 +218,8 @@ def _rows(queryset) -> list[_PendingRow]:
 
 
 def _as_uuids(item_ids: Sequence) -> list[uuid.UUID]:
-    ids: dict[uuid.UUID, None] = {}
-    for item_id in item_ids:
-        try:
-            ids[item_id if isinstance(item_id, uuid.UUID) else uuid.UUID(str(item_id))] = None
-        except ValueError:
-            continue  # not an id: it names no item, like an unknown id
-    return list(ids)
+    # Something that is not an id names no item, like an unknown id: skipped.
+    return list(dict.fromkeys(as_uuid(item_id) for item_id in item_ids if is_uuid(item_id)))
 
 
 def _assist_inputs(rows: Sequence[_PendingRow], *, since: datetime, thresholds) -> list[AssistInput]:

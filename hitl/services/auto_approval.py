@@ -15,7 +15,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
@@ -23,6 +22,7 @@ from django.utils import timezone
 
 from config import registry
 from governance.choices import AuditAction, Role
+from governance.selectors import as_uuid
 from governance.services.audit import audit_record
 from governance.services.locks import lock_systems
 from hitl.models import (
@@ -121,7 +121,7 @@ def auto_approval_apply(*, item_ids: Sequence | None = None, now: datetime | Non
     if item_ids is None:
         scopes = [Q()]
     else:
-        ids = list(dict.fromkeys(_as_uuid(item_id) for item_id in item_ids))
+        ids = list(dict.fromkeys(as_uuid(item_id) for item_id in item_ids))
         scopes = [Q(pk__in=ids[i : i + MAX_BULK_ITEMS]) for i in range(0, len(ids), MAX_BULK_ITEMS)]
     if not policies or not scopes:
         return AutoApprovalOutcome(decided=0, shadow=0, spot_checks=0)
@@ -158,10 +158,6 @@ def auto_approval_apply(*, item_ids: Sequence | None = None, now: datetime | Non
     return AutoApprovalOutcome(
         decided=decided, shadow=shadow, spot_checks=spot_checks, by_policy={k: v for k, v in by_policy.items() if v}
     )
-
-
-def _as_uuid(value: Any) -> UUID:
-    return value if isinstance(value, UUID) else UUID(str(value))
 
 
 def _record_shadow_decisions(*, policy: AutoApprovalPolicy, guard: AutoApprovalGuard, scope: Q, now: datetime) -> int:
@@ -320,7 +316,7 @@ def spot_check_record(*, spot_check_id: Any, decision: str, rationale: str, revi
     if errors:
         raise SpotCheckInvalid(errors)
     try:
-        key = _as_uuid(spot_check_id)
+        key = as_uuid(spot_check_id)
     except ValueError:
         raise SpotCheckMissing(f"no spot check {spot_check_id}") from None
     check = SpotCheck.objects.select_related("policy", "item__system").filter(pk=key).first()

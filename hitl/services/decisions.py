@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from governance.choices import AuditAction
+from governance.selectors import as_uuid
 from governance.services.audit import AuditEntry, audit_record_many
 from governance.services.locks import lock_systems
 from hitl.models import (
@@ -99,11 +100,11 @@ def review_items_decide(
     (confidence, risk) each decision was based on.
     """
     rationale = clean_rationale(rationale)
-    wanted = {_key(item_id): normalize_decision(decision) for item_id, decision in decisions.items()}
+    wanted = {as_uuid(item_id): normalize_decision(decision) for item_id, decision in decisions.items()}
     if not wanted:
         return DecideOutcome(decided=0, by_decision={}, item_ids=[])
     now = now or timezone.now()
-    scores = {_key(item_id): score for item_id, score in (scores or {}).items()}
+    scores = {as_uuid(item_id): score for item_id, score in (scores or {}).items()}
     user = actor if getattr(actor, "is_authenticated", False) else None
     audit_actor = actor if user is not None else f"auto_policy:{policy.policy_name}" if policy else actor
     ids = list(wanted)
@@ -197,14 +198,7 @@ def review_item_decide(
     """Decide one item (a reviewer in the API or admin). ``ReviewNotPending`` (→ 409) if it was
     already decided, nothing changed; see :func:`review_items_decide` for the guarantees."""
     review_items_decide(decisions={item_id: decision}, rationale=rationale, actor=actor, source=source, now=now)
-    return ReviewItem.objects.select_related("system", "decided_by", "escalated_incident").get(pk=_key(item_id))
-
-
-def _key(item_id: Any):
-    """Ids arrive as UUIDs or strings; rows are keyed by UUID."""
-    from uuid import UUID
-
-    return item_id if isinstance(item_id, UUID) else UUID(str(item_id))
+    return ReviewItem.objects.select_related("system", "decided_by", "escalated_incident").get(pk=as_uuid(item_id))
 
 
 def _audit_data(*, decision, source, rationale, policy, incident, score) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from governance.choices import AuditAction, Severity
 from governance.models import Team
+from governance.selectors import as_uuid
 from governance.services.audit import AuditEntry, audit_record, audit_record_many, text_storage_problem
 from hitl.models import AutoApprovalPolicy, ReviewDecision, ReviewType
 from hitl.services.triage import SUGGESTION_SEVERITIES
@@ -173,7 +174,7 @@ def _clean_team(value: Any) -> Team | None:
     if isinstance(value, Team):
         return value
     try:
-        key = value if isinstance(value, UUID) else UUID(str(value))
+        key = as_uuid(value)
     except ValueError:
         raise ValueError(f"{value!r} is not a team id") from None
     team = Team.objects.filter(pk=key).first()

@@ -7,10 +7,11 @@ import django_filters
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from governance.api.errors import Conflict
+from governance.api.mixins import UUIDLookupMixin
 from governance.selectors import is_uuid
 from incidents import selectors
 from incidents.api import serializers as s
@@ -44,9 +45,10 @@ class FollowUpFilter(django_filters.FilterSet):
     list=extend_schema(summary="Follow-ups of your teams' incidents (soonest due first)"),
     retrieve=extend_schema(summary="One follow-up"),
 )
-class FollowUpViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class FollowUpViewSet(UUIDLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Every human role reads; reviewers, security, governance leads and admins complete."""
 
+    object_name = "follow-up"
     serializer_class = s.FollowUpSerializer
     filterset_class = FollowUpFilter
     ordering_fields = ["due_date", "created_at"]
@@ -55,13 +57,6 @@ class FollowUpViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
     def get_queryset(self):
         return selectors.follow_ups_for_user(user=self.request.user)
-
-    def get_object(self) -> FollowUp:
-        pk = self.kwargs["pk"]
-        follow_up = self.get_queryset().filter(pk=pk).first() if is_uuid(pk) else None
-        if follow_up is None:
-            raise NotFound(f"No follow-up {pk!r}.")
-        return follow_up
 
     @extend_schema(
         summary="Mark a follow-up done",

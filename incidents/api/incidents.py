@@ -19,6 +19,7 @@ from rest_framework.renderers import JSONRenderer, StaticHTMLRenderer
 from rest_framework.response import Response
 
 from governance.api.errors import Conflict, PayloadTooLarge
+from governance.api.mixins import UUIDLookupMixin
 from governance.choices import Role, Severity
 from governance.models import User
 from governance.selectors import is_uuid
@@ -147,11 +148,12 @@ def _transition_schema(summary: str, request: Any) -> Any:
         responses={200: s.IncidentDetailSerializer, **_NOT_FOUND},
     ),
 )
-class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class IncidentViewSet(UUIDLookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Every human role reads the incidents of their teams; reviewers, security, governance leads and
     admins act on them. Status changes only through ``incidents.services.lifecycle`` (guarded
     transitions with a timeline and an audit entry each)."""
 
+    object_name = "incident"
     serializer_class = s.IncidentSerializer
     filterset_class = IncidentFilter
     # Not nullable in practice: every incident gets its acknowledge target when it opens.
@@ -181,13 +183,6 @@ class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
     def get_serializer_class(self):
         return s.IncidentSerializer if self.action == "list" else s.IncidentDetailSerializer
-
-    def get_object(self) -> Incident:
-        pk = self.kwargs["pk"]
-        incident = self.get_queryset().filter(pk=pk).first() if is_uuid(pk) else None
-        if incident is None:
-            raise NotFound(f"No incident {pk!r}.")
-        return incident
 
     def handle_exception(self, exc):
         # Errors keep the JSON envelope even when the printable report page was asked for.

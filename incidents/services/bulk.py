@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 from django.db import transaction
 from django.db.models import Q
@@ -20,7 +19,7 @@ from django.utils import timezone
 
 from governance.choices import AuditAction, Severity
 from governance.models import User
-from governance.selectors import scope_to_teams
+from governance.selectors import as_uuid, is_uuid, scope_to_teams
 from governance.services.audit import AuditEntry, audit_record_many, describe_actor
 from incidents.models import (
     ALLOWED_FROM,
@@ -60,14 +59,6 @@ class BulkResolveOutcome:
     ids: list
 
 
-def _is_uuid(value: Any) -> bool:
-    try:
-        UUID(str(value))
-    except ValueError:
-        return False
-    return True
-
-
 def _as_list(value: Any) -> list:
     return list(value) if isinstance(value, list | tuple) else [value]
 
@@ -95,9 +86,9 @@ def incidents_matching(queryset, filters: dict[str, Any], *, now: datetime):
                 errors["filter.incident_type"] = [f"unknown {bad}; use {', '.join(IncidentType.values)}"]
             q &= Q(incident_type__in=values)
         elif key == "system":
-            q &= Q(system_id__in=[v for v in values if _is_uuid(v)]) | Q(system__name__in=values)
+            q &= Q(system_id__in=[v for v in values if is_uuid(v)]) | Q(system__name__in=values)
         elif key == "team":
-            if not all(_is_uuid(v) for v in values):
+            if not all(is_uuid(v) for v in values):
                 errors["filter.team"] = ["must be team ids"]
             else:
                 q &= Q(team_id__in=values)
@@ -252,7 +243,7 @@ def _by_ids(scoped, ids: Sequence) -> list[Incident]:
         raise BulkResolveError(
             {"ids": [f"{len(ids):,} ids; at most {MAX_BULK_INCIDENTS:,} per request"]}, too_many=True
         )
-    valid = [str(i) for i in ids if _is_uuid(i)]
+    valid = [str(i) for i in ids if is_uuid(i)]
     found = {
         str(incident.id): incident
         for incident in scoped.select_for_update(of=("self",)).select_related("rca_template").filter(pk__in=valid)
@@ -260,7 +251,7 @@ def _by_ids(scoped, ids: Sequence) -> list[Incident]:
     errors: dict[str, list[str]] = {}
     seen: set[str] = set()
     for index, raw in enumerate(ids):
-        key = str(UUID(str(raw))) if _is_uuid(raw) else str(raw)
+        key = str(as_uuid(raw)) if is_uuid(raw) else str(raw)
         incident = found.get(key)
         if key in seen:
             errors[f"ids.{index}"] = [f"{key} is listed twice"]
@@ -271,7 +262,7 @@ def _by_ids(scoped, ids: Sequence) -> list[Incident]:
         seen.add(key)
     if errors:
         raise BulkResolveError(errors)
-    return [found[str(UUID(str(raw)))] for raw in ids]
+    return [found[str(as_uuid(raw))] for raw in ids]
 
 
 def _by_filter(scoped, filters: dict[str, Any], *, now: datetime) -> list[Incident]:
