@@ -1,7 +1,12 @@
 """Admin base classes shared by every app."""
 
+from collections.abc import Callable
+from datetime import datetime
+
 from django.contrib import admin
 from django.contrib.admin.utils import get_fields_from_path
+from django.db.models import Q
+from django.utils import timezone
 from django.utils.html import format_html
 
 from governance.choices import Severity
@@ -74,3 +79,23 @@ def severity_badge(severity: str) -> str:
         SEVERITY_COLOURS.get(severity, "#6e7781"),
         severity,
     )
+
+
+class SlaBreachedListFilter(admin.SimpleListFilter):
+    """Yes/no filter on "past its SLA right now". A subclass sets ``breached_q`` (a ``staticmethod``
+    taking ``now`` and returning the Q of breached rows: its app's one definition) and
+    ``breached_label`` (how the "yes" choice reads)."""
+
+    title = "SLA breached"
+    parameter_name = "sla_breached"
+    breached_label = "Breached"
+    breached_q: Callable[[datetime], Q]
+
+    def lookups(self, request, model_admin):
+        return [("yes", self.breached_label), ("no", "Not breached")]
+
+    def queryset(self, request, queryset):
+        if self.value() not in ("yes", "no"):
+            return queryset
+        breached = self.breached_q(timezone.now())
+        return queryset.filter(breached) if self.value() == "yes" else queryset.exclude(breached)

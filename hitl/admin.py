@@ -20,7 +20,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -30,6 +30,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from governance.admin_base import ReadOnlyAdmin, TeamScopedAdmin, severity_badge
+from governance.admin_base import SlaBreachedListFilter as BaseSlaBreachedListFilter
 from governance.choices import Role, Severity
 from hitl.models import (
     AssistModel,
@@ -43,7 +44,7 @@ from hitl.models import (
     SpotCheck,
     SpotCheckStatus,
 )
-from hitl.selectors import NO_SUGGESTION, BacklogHealth, assignable_reviewers, backlog_health
+from hitl.selectors import NO_SUGGESTION, BacklogHealth, assignable_reviewers, backlog_health, pending_past_due_q
 from hitl.services.decisions import RATIONALE_MAX_LENGTH, ReviewItemMissing, ReviewNotPending
 from hitl.services.queue import review_item_assign
 from hitl.services.triage import (
@@ -75,22 +76,11 @@ def _pretty_json(value: Any) -> str:
 # --- List filters --------------------------------------------------------------------------------
 
 
-class SlaBreachedListFilter(admin.SimpleListFilter):
+class SlaBreachedListFilter(BaseSlaBreachedListFilter):
     """Pending items past their SLA due time (a decided item is no longer waiting on anyone)."""
 
-    title = "SLA breached"
-    parameter_name = "sla_breached"
-
-    def lookups(self, request, model_admin):
-        return [("yes", "Breached (pending, past due)"), ("no", "Not breached")]
-
-    def queryset(self, request, queryset):
-        breached = Q(status=ReviewStatus.PENDING, sla_due_at__lt=timezone.now())
-        if self.value() == "yes":
-            return queryset.filter(breached)
-        if self.value() == "no":
-            return queryset.exclude(breached)
-        return queryset
+    breached_label = "Breached (pending, past due)"
+    breached_q = staticmethod(pending_past_due_q)
 
 
 class SuggestionListFilter(admin.SimpleListFilter):

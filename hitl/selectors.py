@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import BooleanField, Case, Count, F, Min, Q, QuerySet, Value, When
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -49,6 +49,21 @@ def assignable_reviewers(*, item: ReviewItem) -> QuerySet[User]:
         .distinct()
         .order_by("username")
     )
+
+
+def pending_past_due_q(now: datetime) -> Q:
+    """A pending item past its SLA due time right now (the admin filter and backlog health)."""
+    return Q(status=ReviewStatus.PENDING, sla_due_at__lt=now)
+
+
+def sla_breached_q(now: datetime) -> Q:
+    """Pending past its due time, or decided after it (the one definition the API shows and filters)."""
+    return pending_past_due_q(now) | (~Q(status=ReviewStatus.PENDING) & Q(decided_at__gt=F("sla_due_at")))
+
+
+def with_sla_breached(queryset: QuerySet[ReviewItem], *, now: datetime) -> QuerySet[ReviewItem]:
+    breached = Case(When(sla_breached_q(now), then=Value(True)), default=Value(False), output_field=BooleanField())
+    return queryset.annotate(sla_breached=breached)
 
 
 class FilterError(ValueError):
@@ -162,7 +177,7 @@ def backlog_health(*, queryset: QuerySet[ReviewItem], now: datetime | None = Non
     since = first_hour
     pending = queryset.filter(status=ReviewStatus.PENDING)
     summary = pending.aggregate(
-        total=Count("pk"), oldest=Min("created_at"), breached=Count("pk", filter=Q(sla_due_at__lt=now))
+        total=Count("pk"), oldest=Min("created_at"), breached=Count("pk", filter=pending_past_due_q(now))
     )
     by_severity = dict(pending.values_list("severity").annotate(n=Count("pk")).order_by())
     inflow = dict(

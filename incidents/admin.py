@@ -28,6 +28,7 @@ from django.utils.timesince import timesince, timeuntil
 
 from config import registry
 from governance.admin_base import ReadOnlyAdmin, TeamScopedAdmin, severity_badge
+from governance.admin_base import SlaBreachedListFilter as BaseSlaBreachedListFilter
 from governance.choices import Role
 from governance.models import User
 from incidents.models import (
@@ -43,8 +44,8 @@ from incidents.models import (
     Notification,
     RCATemplate,
 )
+from incidents.selectors import past_target_now_q
 from incidents.services import rca
-from incidents.services.backlog import sla_breached_q
 from incidents.services.bulk import MAX_BULK_INCIDENTS, BulkResolveError, incidents_bulk_resolve
 from incidents.services.graph import related_incidents
 from incidents.services.housekeeping import FollowUpNotOpen, follow_up_complete
@@ -95,22 +96,11 @@ def _report_errors(model_admin: admin.ModelAdmin, request: HttpRequest, fields: 
 # --- List filters --------------------------------------------------------------------------------
 
 
-class SlaBreachedListFilter(admin.SimpleListFilter):
+class SlaBreachedListFilter(BaseSlaBreachedListFilter):
     """Open incidents past their acknowledge target (not acknowledged yet) or their resolve target."""
 
-    title = "SLA breached"
-    parameter_name = "sla_breached"
-
-    def lookups(self, request, model_admin):
-        return [("yes", "Breached (open, past a target)"), ("no", "Not breached")]
-
-    def queryset(self, request, queryset):
-        breached = sla_breached_q(timezone.now())
-        if self.value() == "yes":
-            return queryset.filter(breached)
-        if self.value() == "no":
-            return queryset.exclude(breached)
-        return queryset
+    breached_label = "Breached (open, past a target)"
+    breached_q = staticmethod(past_target_now_q)
 
 
 class AgeListFilter(admin.SimpleListFilter):

@@ -37,17 +37,19 @@ def follow_ups_for_user(*, user: User) -> QuerySet[FollowUp]:
     return scope_to_teams(FollowUp.objects.select_related("incident", "owner"), user)
 
 
+def past_target_now_q(now: datetime) -> Q:
+    """An open incident past a target right now: not acknowledged by ``sla_due_at``, or not resolved by
+    ``resolve_due_at`` (the admin filter and the backlog report)."""
+    return Q(status=IncidentStatus.OPEN, acknowledged_at__isnull=True, sla_due_at__lt=now) | Q(
+        status__in=OPEN_INCIDENT_STATUSES, resolve_due_at__lt=now
+    )
+
+
 def sla_breached_q(now: datetime) -> Q:
-    """An incident missed a target: still unacknowledged past ``sla_due_at`` (or acknowledged after
-    it), or still unresolved past ``resolve_due_at`` (or resolved after it). The one definition the
-    list shows, filters on, and the metrics count."""
-    ack_missed = Q(status=IncidentStatus.OPEN, acknowledged_at__isnull=True, sla_due_at__lt=now) | Q(
-        acknowledged_at__gt=F("sla_due_at")
-    )
-    resolve_missed = Q(status__in=OPEN_INCIDENT_STATUSES, resolve_due_at__lt=now) | Q(
-        resolved_at__gt=F("resolve_due_at")
-    )
-    return ack_missed | resolve_missed
+    """An incident missed a target: past one right now (:func:`past_target_now_q`), or acknowledged
+    after ``sla_due_at``, or resolved after ``resolve_due_at``. The one definition the list shows,
+    filters on, and the metrics count."""
+    return past_target_now_q(now) | Q(acknowledged_at__gt=F("sla_due_at")) | Q(resolved_at__gt=F("resolve_due_at"))
 
 
 def with_sla_breached(queryset: QuerySet[Incident], *, now: datetime) -> QuerySet[Incident]:

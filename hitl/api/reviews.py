@@ -4,11 +4,9 @@ low-risk ones, run auto-assist now, and read the backlog's health."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from uuid import UUID
 
 import django_filters
-from django.db.models import BooleanField, Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
@@ -32,18 +30,6 @@ from oversight.selectors import system_ref_filter
 
 DECIDER_ROLES = frozenset({Role.ADMIN, Role.GOVERNANCE_LEAD, Role.REVIEWER})
 ASSIGNEE_ME = "me"
-
-
-def sla_breached_q(now: datetime) -> Q:
-    """Pending past its due time, or decided after it (the one definition the list shows and filters)."""
-    return Q(status=ReviewStatus.PENDING, sla_due_at__lt=now) | (
-        ~Q(status=ReviewStatus.PENDING) & Q(decided_at__gt=F("sla_due_at"))
-    )
-
-
-def with_sla_breached(queryset: QuerySet[ReviewItem], *, now: datetime) -> QuerySet[ReviewItem]:
-    breached = Case(When(sla_breached_q(now), then=Value(True)), default=Value(False), output_field=BooleanField())
-    return queryset.annotate(sla_breached=breached)
 
 
 def review_item_ids_to_assist(*, user: User, ids: Sequence[UUID] | None, limit: int) -> list[UUID] | None:
@@ -138,7 +124,7 @@ class ReviewItemViewSet(UUIDLookupMixin, mixins.ListModelMixin, mixins.RetrieveM
     action_roles = dict.fromkeys(("decide", "assign", "bulk_decide", "clear_low_risk", "assist"), DECIDER_ROLES)
 
     def get_queryset(self):
-        return with_sla_breached(selectors.review_items_for_user(user=self.request.user), now=timezone.now())
+        return selectors.with_sla_breached(selectors.review_items_for_user(user=self.request.user), now=timezone.now())
 
     def get_serializer_class(self):
         return s.ReviewItemSerializer if self.action == "list" else s.ReviewItemDetailSerializer

@@ -25,7 +25,8 @@ from django.utils import timezone
 from governance.choices import Severity
 from governance.models import User
 from governance.selectors import scope_to_teams
-from incidents.models import OPEN_INCIDENT_STATUSES, Incident, IncidentStatus
+from incidents.models import OPEN_INCIDENT_STATUSES, Incident
+from incidents.selectors import past_target_now_q
 from incidents.services.bulk import MAX_BULK_INCIDENTS, incidents_bulk_resolve
 from incidents.services.lifecycle import RCA_REQUIRED_SEVERITIES
 from incidents.services.tick import lifecycle_tick
@@ -68,13 +69,6 @@ class IncidentTriageReport:
         return self.after.open < OPEN_INCIDENTS_TARGET
 
 
-def sla_breached_q(now: datetime) -> Q:
-    """Open incidents past their acknowledge target (not acknowledged yet) or their resolve target."""
-    return Q(status__in=OPEN_INCIDENT_STATUSES) & (
-        Q(status=IncidentStatus.OPEN, sla_due_at__lt=now) | Q(resolve_due_at__lt=now)
-    )
-
-
 def incident_backlog(*, queryset: QuerySet[Incident], now: datetime | None = None) -> IncidentBacklog:
     """The open backlog of ``queryset`` (already scoped to the caller): four aggregate queries."""
     now = now or timezone.now()
@@ -90,7 +84,7 @@ def incident_backlog(*, queryset: QuerySet[Incident], now: datetime | None = Non
         as_of=now,
         open=sum(by_severity.values()),
         open_by_severity={severity: by_severity.get(severity, 0) for severity in Severity.values},
-        sla_breached=queryset.filter(sla_breached_q(now)).count(),
+        sla_breached=queryset.filter(past_target_now_q(now)).count(),
         without_rca={severity: without_rca.get(severity, 0) for severity in RCA_REQUIRED_SEVERITIES},
         oldest_opened_at=open_incidents.aggregate(oldest=Min("opened_at"))["oldest"],
     )

@@ -21,7 +21,8 @@ ALERT_ACTOR = "oversight"
 def incidents_open_for_alerts(*, alerts: Sequence, now: datetime) -> list[Incident]:
     """One open incident per alert fingerprint: open new ones, attach to the ones already open.
 
-    Set-based (three queries and two bulk inserts whatever the number of alerts). Idempotent: an alert
+    Set-based (a fixed number of queries and bulk inserts whatever the number of alerts, plus the
+    knowledge-graph links of what was opened or touched). Idempotent: an alert
     already attached to the open incident of its fingerprint adds nothing. The caller holds the lock
     that serializes writers of these fingerprints (the oversight engine's per-system lock); the partial
     unique constraint ``incident_one_open_per_fingerprint`` backs it. Audits every incident opened.
