@@ -37,7 +37,7 @@ from hitl.models import (
 )
 from hitl.services.decisions import clean_rationale, normalize_decision, review_items_decide
 from hitl.services.policies import auto_approval_policy_set_enabled, policy_audit_ref
-from hitl.services.triage import MAX_BULK_ITEMS, SUGGESTION_SEVERITIES
+from hitl.services.triage import MAX_BULK_ITEMS, SUGGESTION_SEVERITIES, SuggestionGuard
 from incidents.services.intake import incidents_open_or_join_for_reviews
 
 AUTOMATION_BIAS_MONITOR = "automation_bias_monitor"
@@ -46,21 +46,10 @@ SPOT_CHECK_ROLES = (Role.ADMIN, Role.GOVERNANCE_LEAD, Role.REVIEWER)
 
 
 @dataclass(frozen=True)
-class AutoApprovalGuard:
-    """The global guard rails every policy is held to (``hitl.auto_approval``)."""
+class AutoApprovalGuard(SuggestionGuard):
+    """The global guard rails every policy is held to (``hitl.auto_approval``), spot-check rate included."""
 
-    confidence_floor: float
-    max_risk_score: float
     spot_check_rate: float
-
-    @classmethod
-    def from_config(cls) -> AutoApprovalGuard:
-        settings = registry.get("hitl.auto_approval")
-        return cls(
-            confidence_floor=settings["confidence_floor"],
-            max_risk_score=settings["max_risk_score"],
-            spot_check_rate=settings["spot_check_rate"],
-        )
 
     def risk_ceiling(self, policy: AutoApprovalPolicy) -> float:
         """The configured ceiling is global: a policy may be stricter, never looser."""

@@ -7,9 +7,9 @@ set to :func:`hitl.services.decisions.review_items_decide`: all or nothing, audi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 from django.utils import timezone
 
@@ -52,13 +52,16 @@ class TriageError(ValueError):
 
 @dataclass(frozen=True)
 class SuggestionGuard:
+    """The guard rails of ``hitl.auto_approval`` that applying a suggestion without a human must clear."""
+
     confidence_floor: float
     max_risk_score: float
 
     @classmethod
-    def from_config(cls) -> SuggestionGuard:
+    def from_config(cls) -> Self:
+        """Read every field of the (sub)class from ``hitl.auto_approval``."""
         settings = registry.get("hitl.auto_approval")
-        return cls(confidence_floor=settings["confidence_floor"], max_risk_score=settings["max_risk_score"])
+        return cls(**{f.name: settings[f.name] for f in fields(cls)})
 
     def why_not(self, item: ItemFacts, *, severities: Sequence[str]) -> str | None:
         """Why ``item``'s suggestion may not be applied without a human, or None when it may."""
