@@ -14,6 +14,7 @@ from django.utils import timezone
 from governance.choices import Role, Severity
 from governance.models import User
 from governance.selectors import is_uuid, scope_to_teams
+from governance.services.errors import InvalidFields
 from hitl.models import DecisionSource, ReviewDecision, ReviewItem, ReviewStatus, ReviewType
 
 HEALTH_WINDOW = timedelta(hours=24)
@@ -66,12 +67,8 @@ def with_sla_breached(queryset: QuerySet[ReviewItem], *, now: datetime) -> Query
     return queryset.annotate(sla_breached=breached)
 
 
-class FilterError(ValueError):
+class FilterError(InvalidFields):
     """A bulk-triage filter that names an unknown key or an invalid value; ``fields`` names them."""
-
-    def __init__(self, fields: dict[str, list[str]]):
-        self.fields = fields
-        super().__init__("; ".join(f"{k}: {v[0]}" for k, v in fields.items()))
 
 
 def _as_list(value: Any) -> list:

@@ -24,6 +24,7 @@ from config import registry
 from governance.choices import AuditAction, Role
 from governance.selectors import as_uuid
 from governance.services.audit import audit_record
+from governance.services.errors import InvalidFields
 from governance.services.locks import lock_systems
 from hitl.models import (
     AutoApprovalPolicy,
@@ -269,12 +270,8 @@ class SpotCheckNotPending(Exception):
         super().__init__(f"this spot check is already {status}; only pending spot checks take a verdict")
 
 
-class SpotCheckInvalid(ValueError):
+class SpotCheckInvalid(InvalidFields):
     """A bad verdict (→ 400); ``fields`` names ``decision`` or ``rationale``."""
-
-    def __init__(self, fields: dict[str, list[str]]):
-        self.fields = fields
-        super().__init__("; ".join(f"{name}: {messages[0]}" for name, messages in fields.items()))
 
 
 class SpotCheckPermissionDenied(PermissionError):

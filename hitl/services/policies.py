@@ -26,6 +26,7 @@ from governance.choices import AuditAction, Severity
 from governance.models import Team
 from governance.selectors import as_uuid
 from governance.services.audit import AuditEntry, audit_record, audit_record_many, text_storage_problem
+from governance.services.errors import InvalidFields
 from hitl.models import AutoApprovalPolicy, ReviewDecision, ReviewType
 from hitl.services.triage import SUGGESTION_SEVERITIES
 
@@ -50,12 +51,8 @@ POLICY_FIELDS = (
 MATCHING_FIELDS = ("severity_filter", "review_type_filter", "max_risk_score", "auto_action", "team", "shadow_mode")
 
 
-class PolicyValidationError(ValueError):
+class PolicyValidationError(InvalidFields):
     """Bad policy data (→ 400); ``fields`` maps each bad field to its messages."""
-
-    def __init__(self, fields: dict[str, list[str]]):
-        self.fields = fields
-        super().__init__("; ".join(f"{name}: {messages[0]}" for name, messages in fields.items()))
 
 
 class PolicyNameTaken(PolicyValidationError):

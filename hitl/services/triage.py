@@ -16,6 +16,7 @@ from django.utils import timezone
 from config import registry
 from governance.choices import Severity
 from governance.models import User
+from governance.services.errors import InvalidFields
 from hitl.models import DecisionSource, ReviewDecision, ReviewStatus
 from hitl.selectors import is_uuid, review_items_for_user, review_items_matching
 from hitl.services.decisions import DecideOutcome, clean_rationale, normalize_decision, review_items_decide
@@ -41,13 +42,8 @@ def _facts(queryset) -> list[ItemFacts]:
     return [ItemFacts(*row) for row in queryset.order_by().values_list(*ItemFacts._fields)]
 
 
-class TriageError(ValueError):
+class TriageError(InvalidFields):
     """Bad bulk request; ``fields`` names what is wrong (``ids.3``, ``decision``, ``filter.severity``)."""
-
-    def __init__(self, fields: dict[str, list[str]], *, too_many: bool = False):
-        self.fields = fields
-        self.too_many = too_many
-        super().__init__("; ".join(f"{k}: {v[0]}" for k, v in fields.items()))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from governance.choices import AuditAction, Severity
 from governance.models import User
 from governance.selectors import as_uuid, is_uuid, scope_to_teams
 from governance.services.audit import AuditEntry, audit_record_many, describe_actor
+from governance.services.errors import InvalidFields
 from incidents.models import (
     ALLOWED_FROM,
     OPEN_INCIDENT_STATUSES,
@@ -42,14 +43,9 @@ MAX_BULK_INCIDENTS = 1000
 FILTER_KEYS = ("severity", "status", "system", "older_than_hours", "opened_before", "incident_type", "team")
 
 
-class BulkResolveError(ValueError):
+class BulkResolveError(InvalidFields):
     """Bad bulk request; ``fields`` names each problem (``ids.3``, ``filter.severity``,
     ``resolution_reason``). ``too_many`` → the API answers 413. Nothing was changed."""
-
-    def __init__(self, fields: dict[str, list[str]], *, too_many: bool = False):
-        self.fields = fields
-        self.too_many = too_many
-        super().__init__("; ".join(f"{k}: {v[0]}" for k, v in fields.items()))
 
 
 @dataclass(frozen=True)

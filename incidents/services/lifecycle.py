@@ -20,6 +20,7 @@ from django.utils import timezone
 from config import registry
 from governance.choices import AuditAction, Severity
 from governance.services.audit import audit_record, describe_actor
+from governance.services.errors import InvalidFields
 from incidents.models import (
     ALLOWED_FROM,
     OPEN_INCIDENT_STATUSES,
@@ -46,12 +47,8 @@ class IncidentTransitionError(Exception):
         super().__init__(f"cannot {verb} incident {incident_id}: it is {current or 'gone'}")
 
 
-class IncidentInvalid(ValueError):
+class IncidentInvalid(InvalidFields):
     """Bad input for a transition; ``fields`` names each problem (API: 400). Nothing changed."""
-
-    def __init__(self, fields: dict[str, list[str]]):
-        self.fields = fields
-        super().__init__("; ".join(f"{k}: {v[0]}" for k, v in fields.items()))
 
 
 # --- what an incident carries from the moment it opens --------------------------------------------

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from governance.choices import AuditAction
 from governance.services.audit import audit_record, describe_actor
+from governance.services.errors import InvalidFields
 from incidents.models import Incident, IncidentEvent, IncidentEventKind, IncidentType, RCATemplate
 
 # Used when an incident has no template (one was deleted): the minimum an auditor expects.
@@ -67,10 +68,8 @@ TEMPLATES: dict[str, tuple[str, str, list[str]]] = {
 }
 
 
-class RCAInvalid(ValueError):
-    def __init__(self, fields: dict[str, list[str]]):
-        self.fields = fields
-        super().__init__("; ".join(f"{k}: {v[0]}" for k, v in fields.items()))
+class RCAInvalid(InvalidFields):
+    """Bad input; ``fields`` names each problem."""
 
 
 def templates_ensure(apps=None, schema_editor=None) -> None:

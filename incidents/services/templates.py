@@ -14,6 +14,7 @@ from django.db import transaction
 
 from governance.choices import AuditAction
 from governance.services.audit import audit_record
+from governance.services.errors import InvalidFields
 from incidents.models import RCATemplate
 
 EDITABLE_FIELDS = ("name", "template_content", "required_fields")
@@ -24,12 +25,8 @@ MAX_REQUIRED_FIELDS = 30
 FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 
 
-class RCATemplateInvalid(ValueError):
+class RCATemplateInvalid(InvalidFields):
     """Bad template data; ``fields`` names each problem (API: 400). Nothing changed."""
-
-    def __init__(self, fields: dict[str, list[str]]):
-        self.fields = fields
-        super().__init__("; ".join(f"{k}: {v[0]}" for k, v in fields.items()))
 
 
 def required_fields_clean(value: Any) -> list[str]:
