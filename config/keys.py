@@ -21,6 +21,16 @@ from config.models import ConfigCategory
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 SEVERITIES = ("critical", "high", "medium", "low", "info")
+# The governance-bypass detectors (governance.services.bypass) and the security signal each reports as.
+BYPASS_DETECTORS = (
+    "invalid_jwt",
+    "rate_limit_abuse",
+    "identity_rotation",
+    "direct_write",
+    "unusual_pattern",
+    "policy_circumvention",
+)
+BYPASS_SIGNALS = tuple(f"bypass_{detector}" for detector in BYPASS_DETECTORS)
 
 # A semantic check returns {"value.<path>": ["message", ...]} for what JSON Schema cannot express.
 SemanticCheck = Callable[[Any], dict[str, list[str]]]
@@ -95,6 +105,18 @@ def check_weights_sum_to_one(value: dict[str, float]) -> dict[str, list[str]]:
 
 
 # --- declarations ---------------------------------------------------------------------------------
+def check_bypass_levels(value: dict[str, Any]) -> dict[str, list[str]]:
+    """A critical number of failed JWTs cannot be below the number that makes a detection."""
+    invalid_jwt = value["invalid_jwt"]
+    if invalid_jwt["critical_failures"] < invalid_jwt["min_failures"]:
+        return {
+            "value.invalid_jwt.critical_failures": [
+                f"must be at least min_failures ({invalid_jwt['min_failures']}), got {invalid_jwt['critical_failures']}"
+            ]
+        }
+    return {}
+
+
 def _thresholds(category: str, signals: dict[str, dict[str, Any]]) -> ConfigKey:
     return ConfigKey(
         key=f"oversight.thresholds.{category}",
@@ -153,6 +175,12 @@ KEYS: tuple[ConfigKey, ...] = (
         {
             "prompt_injection_score": {"direction": "above", "warning": 0.5, "critical": 0.85, "unit": "score"},
             "auth_failures": {"direction": "above", "warning": 10, "critical": 50, "unit": "count"},
+            # Governance-bypass detections (governance.services.bypass): value 1 per detection, so every
+            # detection crosses the critical level and the threshold rule raises its own alert.
+            **{
+                signal: {"direction": "above", "warning": 0, "critical": 0.5, "unit": "count"}
+                for signal in BYPASS_SIGNALS
+            },
         },
     ),
     _thresholds(
@@ -325,6 +353,32 @@ KEYS: tuple[ConfigKey, ...] = (
             "Training of the auto-assist model on past human decisions: the fewest decisions worth learning "
             "from, the share held out to measure agreement and calibration, and how far back to look."
         ),
+    ),
+    ConfigKey(
+        key="governance.bypass",
+        category=ConfigCategory.THRESHOLDS,
+        default={
+            "invalid_jwt": {"enabled": True, "min_failures": 10, "critical_failures": 50},
+            "rate_limit_abuse": {"enabled": True, "min_denied": 10},
+            "identity_rotation": {"enabled": True, "min_identities": 5},
+            "direct_write": {"enabled": True, "grace_seconds": 60, "retention_days": 7},
+            "unusual_pattern": {
+                "enabled": True,
+                "baseline_days": 7,
+                "min_history_hours": 24,
+                "volume_sigma": 4.0,
+                "min_requests": 100,
+                "new_group_share": 0.2,
+                "off_hours_min_requests": 20,
+            },
+            "policy_circumvention": {"enabled": True},
+        },
+        description=(
+            "Governance-bypass detectors: each can be switched off, and each has the counts that make a "
+            "detection (failed JWTs per address per hour, refused requests per window, identities per "
+            "address, the grace before an unaudited write counts, the per-caller baseline's sensitivity)."
+        ),
+        checks=(check_bypass_levels,),
     ),
 )
 

@@ -3,7 +3,7 @@
 from django.apps import apps as global_apps
 from django.utils import timezone
 
-from config.keys import KEYS
+from config.keys import BYPASS_SIGNALS, KEYS
 
 
 def seed_missing_keys(apps=global_apps, schema_editor=None) -> None:
@@ -31,6 +31,35 @@ def seed_missing_keys(apps=global_apps, schema_editor=None) -> None:
             changed_at=now,
             reason="seeded by migration",
         )
+
+
+SECURITY_THRESHOLDS = "oversight.thresholds.security"
+
+
+def add_bypass_signals(apps=global_apps, schema_editor=None) -> None:
+    """Give an installed ``oversight.thresholds.security`` the bypass signals it lacks (one new version with
+    history), so detections raise alerts after an upgrade too; signals an operator already tuned are kept."""
+    PlatformConfig = apps.get_model("config", "PlatformConfig")
+    PlatformConfigHistory = apps.get_model("config", "PlatformConfigHistory")
+    row = PlatformConfig.objects.filter(key=SECURITY_THRESHOLDS).first()
+    if row is None:
+        return
+    default = next(spec.default for spec in KEYS if spec.key == SECURITY_THRESHOLDS)
+    missing = {signal: default[signal] for signal in BYPASS_SIGNALS if signal not in row.value}
+    if not missing:
+        return
+    previous = dict(row.value)
+    row.value = {**previous, **missing}
+    row.version += 1
+    row.save(update_fields=["value", "version", "updated_at"])
+    PlatformConfigHistory.objects.create(
+        config=row,
+        version=row.version,
+        previous_value=previous,
+        new_value=row.value,
+        changed_at=timezone.now(),
+        reason="governance-bypass signals added by migration",
+    )
 
 
 def seed_after_migrate(sender, using="default", apps=global_apps, **kwargs) -> None:

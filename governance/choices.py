@@ -119,3 +119,6 @@ class AuditAction(models.TextChoices):
     AUTO_APPROVAL_POLICY_DELETED = "auto_approval_policy.deleted", "Auto-approval policy deleted"
     SPOT_CHECK_RECORDED = "spot_check.recorded", "Spot-check verdict recorded"
     ASSIST_MODEL_TRAINED = "assist_model.trained", "Auto-assist model trained"
+    BYPASS_DETECTED = "security.bypass_detected", "Governance bypass detected"
+    DEPLOYMENT_RECORDED = "deployment.recorded", "Deployment recorded"
+    REVIEW_REQUESTED = "review.requested", "Review requested"

@@ -209,6 +209,7 @@ class LinkRelation(models.TextChoices):
     GOVERNED_BY = "governed_by", "governed by"
     RECORDED_IN = "recorded_in", "recorded in"
     ESCALATED_FROM = "escalated_from", "escalated from"
+    EVIDENCED_BY = "evidenced_by", "evidenced by"
 
 
 class IncidentLink(VigilModel):

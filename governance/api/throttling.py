@@ -20,10 +20,12 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from rest_framework.throttling import BaseThrottle
 
+from governance.services.bypass import identity_seen_record
 from governance.services.ratelimit import (
     RATE_LIMIT_EXEMPT,
     RateDecision,
     caller_key,
+    client_ip,
     endpoint_group,
     rate_limit_for,
     rate_limit_hit,
@@ -74,6 +76,9 @@ class VigilRateThrottle(BaseThrottle):
         # DRF's Request proxies reads to the HttpRequest but keeps writes to itself: store the decision on
         # the HttpRequest, where the middleware (headers) and the exception handler (message) find it.
         setattr(request._request, DECISION_ATTRIBUTE, self.decision)
+        if not self.decision.allowed and (key := caller_key(request)).startswith("user:"):
+            # Bypass detector ``identity_rotation``: which identities an address gets refused under.
+            identity_seen_record(ip=client_ip(request), identity=key)
         return self.decision.allowed
 
     def wait(self) -> float | None:

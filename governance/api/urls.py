@@ -1,7 +1,8 @@
 from django.urls import re_path
-from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairView, TokenRefreshView
+from rest_framework_simplejwt.views import TokenBlacklistView, TokenRefreshView
 
 from governance.api import gateway, views
+from governance.api.auth_views import TokenObtainView
 from governance.api.routers import OptionalSlashRouter
 
 router = OptionalSlashRouter()
@@ -14,7 +15,7 @@ router.register("evaluation-runs", views.EvaluationRunViewSet, basename="evaluat
 router.register("audit", views.AuditLogViewSet, basename="auditlog")
 
 urlpatterns = [
-    re_path(r"^auth/token/?$", TokenObtainPairView.as_view(), name="token_obtain"),
+    re_path(r"^auth/token/?$", TokenObtainView.as_view(), name="token_obtain"),
     re_path(r"^auth/token/refresh/?$", TokenRefreshView.as_view(), name="token_refresh"),
     re_path(r"^auth/token/revoke/?$", TokenBlacklistView.as_view(), name="token_revoke"),
     re_path(r"^kpis/?$", views.KPIView.as_view(), name="kpis"),

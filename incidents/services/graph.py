@@ -12,7 +12,9 @@ Links (``incident_links``) are created automatically when incidents open (intake
   no governance Policy model; the hitl policy is the one policy that takes decisions);
 - past incidents — ``same_fingerprint`` (a recurrence, any age) or ``similar_to`` (same detection rule
   or same system, opened in the 90 days before it);
-- its audit entries — ``recorded_in`` (``audit_log`` rows about ``incidents.incident:<id>``).
+- its audit entries — ``recorded_in`` (``audit_log`` rows about ``incidents.incident:<id>``);
+- the audit entries its alerts' evidence cites — ``evidenced_by`` (an event may name audit entries in
+  ``attributes.audit_refs``: a governance-bypass detection cites the requests it is about).
 
 Past incidents are capped at :data:`SIMILAR_LIMIT` per incident (recurrences first, then newest first).
 Target ids are canonical strings (``str(uuid)``), so one index serves every target type.
@@ -34,7 +36,7 @@ from governance.models import AuditLog
 from governance.selectors import scope_to_teams
 from hitl.models import ReviewItem
 from incidents.models import Incident, IncidentEvent, IncidentLink, LinkRelation, LinkTarget
-from oversight.models import Alert
+from oversight.models import Alert, EventRaw
 
 SIMILAR_WINDOW = timedelta(days=90)
 SIMILAR_LIMIT = 10
@@ -74,6 +76,15 @@ def incident_links_refresh(*, incident_id: Any) -> int:
     when there is no such incident."""
     incident = Incident.objects.only("pk").get(pk=incident_id)
     return incident_links_on_open(incidents=[incident])
+
+
+def incident_links_refresh_open(*, system_id: Any) -> int:
+    """Re-derive the links of every open incident of one AI system (evidence merged into their alerts
+    since they opened cites more audit entries). Returns the number of links added."""
+    from incidents.models import OPEN_INCIDENT_STATUSES
+
+    incidents = list(Incident.objects.filter(system_id=system_id, status__in=OPEN_INCIDENT_STATUSES).only("pk"))
+    return incident_links_on_open(incidents=incidents) if incidents else 0
 
 
 def _link_chunk(ids: list[Any]) -> int:
@@ -132,12 +143,37 @@ def _timeline_references(ids: list[Any]) -> tuple[dict[Any, set], dict[Any, set]
 def _link_alerts(alert_ids: dict[Any, set], link: LinkFn) -> None:
     if not alert_ids:
         return
+    evidence: dict[str, set] = defaultdict(set)  # event_id -> incident ids
     for alert in Alert.objects.filter(pk__in=list(alert_ids)).select_related("rule", "system"):
         label = f"alert {alert.rule.name} on {alert.system.name}"
         data = {"severity": alert.severity, "status": alert.status, "rule": alert.rule.name,
                 "detected_at": _iso(alert.detected_at)}  # fmt: skip
         for incident_id in alert_ids[alert.pk]:
             link(incident_id, LinkTarget.ALERT, alert.pk, LinkRelation.TRIGGERED_BY, label, data)
+        for event_id in alert.evidence_event_ids or ():
+            evidence[str(event_id)] |= alert_ids[alert.pk]
+    _link_cited_audit_entries(evidence, link)
+
+
+def _link_cited_audit_entries(evidence: dict[str, set], link: LinkFn) -> None:
+    """``evidenced_by`` links to the audit entries the evidence events cite (``attributes.audit_refs``).
+    Two queries: the citing events among the evidence (most events cite nothing), then the entries."""
+    if not evidence:
+        return
+    cited: dict[uuid.UUID, set] = defaultdict(set)
+    events = EventRaw.objects.filter(event_id__in=list(evidence), attributes__has_key="audit_refs")
+    for event_id, refs in events.values_list("event_id", "attributes__audit_refs"):
+        for ref in refs if isinstance(refs, list) else ():
+            entry_id = _as_uuid(ref)
+            if entry_id is not None:
+                cited[entry_id] |= evidence[str(event_id)]
+    if not cited:
+        return
+    for row in AuditLog.objects.filter(pk__in=list(cited)).values("id", "seq", "action", "actor", "at"):
+        data = {"seq": row["seq"], "action": row["action"], "actor": row["actor"], "at": _iso(row["at"])}
+        label = f"audit #{row['seq']} {row['action']} by {row['actor']}"
+        for incident_id in cited[row["id"]]:
+            link(incident_id, LinkTarget.AUDIT, row["id"], LinkRelation.EVIDENCED_BY, label, data)
 
 
 def _link_reviews_and_policies(ids: list[Any], review_ids: dict[Any, set], link: LinkFn) -> None:
