@@ -15,9 +15,12 @@ __all__ = ["TokenObtainView"]
 
 
 class TokenObtainView(TokenObtainPairView):
-    """``POST /auth/token``: simplejwt's pair view that also records which identity asked from which
-    address (bypass detector ``identity_rotation``): ``user:<id>`` when the credentials were good,
-    ``name:<username>`` when they were refused. A malformed body (400) records nothing."""
+    """Takes a set of user credentials and returns an access and refresh JSON web token pair to prove the
+    authentication of those credentials."""
+
+    # Also records which identity asked from which address (bypass detector ``identity_rotation``):
+    # ``user:<id>`` when the credentials were good, ``name:<username>`` when they were refused. A malformed
+    # body (400) records nothing.
 
     def post(self, request: Any, *args: Any, **kwargs: Any):
         username = request.data.get(User.USERNAME_FIELD) if hasattr(request.data, "get") else None
