@@ -249,13 +249,14 @@ class ControlAssessmentAdmin(AuditedAdmin):
 
 @admin.register(EvaluationRun)
 class EvaluationRunAdmin(AuditedAdmin):
-    list_display = ["system", "suite", "metric", "value", "threshold", "passed", "ran_at"]
-    list_filter = ["passed", "suite", "system__risk_class", "system__team"]
+    list_display = ["system", "suite", "metric", "value", "threshold", "passed", "provenance", "ran_at"]
+    list_filter = ["passed", "provenance", "suite", "system__risk_class", "system__team"]
     search_fields = ["suite", "metric", "system__name"]
     autocomplete_fields = ["system"]
     list_select_related = ["system"]
     date_hierarchy = "ran_at"
-    readonly_fields = ["created_at", "updated_at"]
+    # Only the gateway's own run records provenance "gateway"; nobody may promote a result by hand.
+    readonly_fields = ["provenance", "created_at", "updated_at"]
     create_action = update_action = AuditAction.EVALUATION_RECORDED
 
 
@@ -298,3 +299,6 @@ class AuditVerificationAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "ok", "checked_rows", "head_seq", "broken_seq", "reason", "duration_ms"]
     list_filter = ["ok"]
     date_hierarchy = "created_at"
+
+
+from governance import admin_deployments  # noqa: E402,F401 -- registers the Deployment admin

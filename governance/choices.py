@@ -122,3 +122,21 @@ class AuditAction(models.TextChoices):
     BYPASS_DETECTED = "security.bypass_detected", "Governance bypass detected"
     DEPLOYMENT_RECORDED = "deployment.recorded", "Deployment recorded"
     REVIEW_REQUESTED = "review.requested", "Review requested"
+
+
+class GateVerdict(models.TextChoices):
+    """What the CI/CD gate said about a deployed artifact: its latest decision before the deployment, or
+    ``missing`` when it was never asked."""
+
+    ALLOW = "allow", "Allowed"
+    DENY = "deny", "Denied"
+    MISSING = "missing", "No gate decision"
+
+
+class EvaluationProvenance(models.TextChoices):
+    """Where an evaluation result comes from: a run of the gateway's own suite through the upstream, or a
+    result someone reported (an external tool, a CI job, a person). A reported result of a suite the gateway
+    runs is unverified: it never counts as a pass at the CI/CD gate."""
+
+    GATEWAY = "gateway", "Gateway run"
+    REPORTED = "reported", "Reported"

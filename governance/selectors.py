@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Model, QuerySet
 
+from governance.choices import AuditAction
 from governance.models import AISystem, AuditLog, Team, User
 
 _UNSET = object()
@@ -84,3 +86,19 @@ def ai_system_get_by_ref(*, ref: str, user: User | None = None) -> AISystem | No
 
 def audit_log_list() -> QuerySet[AuditLog]:
     return AuditLog.objects.all()
+
+
+def cicd_gate_entry_latest(*, system: AISystem, artifact: str, at: datetime) -> AuditLog | None:
+    """The latest ``cicd.gate_decided`` audit entry for ``artifact`` of ``system`` at or before ``at``, or
+    None when the gate was never asked. One query on the (object_type, object_id, seq) index, newest first."""
+    return (
+        AuditLog.objects.filter(
+            action=AuditAction.CICD_GATE_DECIDED,
+            object_type=AISystem._meta.label_lower,
+            object_id=str(system.pk),
+            data__artifact=artifact,
+            at__lte=at,
+        )
+        .order_by("-seq")
+        .first()
+    )

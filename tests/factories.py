@@ -6,7 +6,7 @@ import factory
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from governance.choices import AssessmentStatus, EntityType, RiskClass
+from governance.choices import AssessmentStatus, EntityType, EvaluationProvenance, RiskClass
 from governance.models import AISystem, ControlAssessment, EvaluationRun, Team, User
 
 DEFAULT_PASSWORD = "correct-horse-battery-staple-42"
@@ -75,3 +75,5 @@ class EvaluationRunFactory(factory.django.DjangoModelFactory):
     threshold = 0.9
     passed = True
     ran_at = factory.LazyFunction(timezone.now)
+    # The default suite is one the gateway runs: a factory run stands for a gateway run unless told otherwise.
+    provenance = EvaluationProvenance.GATEWAY

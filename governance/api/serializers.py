@@ -132,9 +132,11 @@ class EvaluationRunSerializer(serializers.ModelSerializer):
             "ran_at",
             "details",
             "triggered_by",
+            "provenance",
             "created_at",
         ]
-        read_only_fields = ["id", "triggered_by", "created_at"]
+        # provenance: only the gateway's own suite run records ``gateway``; a posted result is ``reported``.
+        read_only_fields = ["id", "triggered_by", "provenance", "created_at"]
 
     def validate_value(self, value: float) -> float:
         if value != value or value in (float("inf"), float("-inf")):

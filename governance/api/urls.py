@@ -1,7 +1,7 @@
 from django.urls import re_path
 from rest_framework_simplejwt.views import TokenBlacklistView, TokenRefreshView
 
-from governance.api import gateway, views
+from governance.api import deployments, gateway, views
 from governance.api.auth_views import TokenObtainView
 from governance.api.routers import OptionalSlashRouter
 
@@ -13,6 +13,7 @@ router.register("capabilities", views.CapabilityViewSet, basename="capability")
 router.register("control-assessments", views.ControlAssessmentViewSet, basename="controlassessment")
 router.register("evaluation-runs", views.EvaluationRunViewSet, basename="evaluationrun")
 router.register("audit", views.AuditLogViewSet, basename="auditlog")
+router.register("deployments", deployments.DeploymentViewSet, basename="deployment")
 
 urlpatterns = [
     re_path(r"^auth/token/?$", TokenObtainView.as_view(), name="token_obtain"),

@@ -1,6 +1,7 @@
 from governance.models.audit import AuditLog, AuditVerification
 from governance.models.base import VigilModel
 from governance.models.capabilities import Capability, ControlAssessment, EvaluationRun
+from governance.models.deployments import Deployment
 from governance.models.organization import AISystem, Team, User
 from governance.models.ratelimit import RateLimit
 
@@ -10,6 +11,7 @@ __all__ = [
     "AuditVerification",
     "Capability",
     "ControlAssessment",
+    "Deployment",
     "EvaluationRun",
     "RateLimit",
     "Team",

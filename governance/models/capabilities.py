@@ -2,7 +2,7 @@
 
 from django.db import models
 
-from governance.choices import AssessmentStatus, Framework
+from governance.choices import AssessmentStatus, EvaluationProvenance, Framework
 from governance.models.base import VigilModel
 from governance.models.organization import AISystem, User
 
@@ -68,6 +68,11 @@ class EvaluationRun(VigilModel):
     ran_at = models.DateTimeField(db_index=True)
     details = models.JSONField(default=dict, blank=True)
     triggered_by = models.CharField(max_length=150, blank=True)
+    # Set by the service that records the run, never by its reporter: only ``evaluation_suite_run`` writes
+    # ``gateway``. Rows recorded before provenance existed were classified by the migration from the audit log.
+    provenance = models.CharField(
+        max_length=16, choices=EvaluationProvenance.choices, default=EvaluationProvenance.REPORTED, db_index=True
+    )
 
     class Meta:
         ordering = ["-ran_at"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 
 from django.db import transaction
 
-from governance.choices import AuditAction
+from governance.choices import AuditAction, EvaluationProvenance
 from governance.models import AISystem, ControlAssessment, EvaluationRun, User
 from governance.services.audit import audit_record
 
@@ -61,8 +62,21 @@ def evaluation_run_record(
     higher_is_better: bool = True,
     passed: bool | None = None,
     details: dict[str, Any] | None = None,
+    provenance: str = EvaluationProvenance.REPORTED,
 ) -> EvaluationRun:
-    """Record one evaluation metric. ``passed`` is derived from ``threshold`` when not given."""
+    """Record one evaluation metric; audited ``evaluation.recorded``. ``passed`` is derived from
+    ``threshold`` when not given.
+
+    ``provenance`` is ``reported`` unless the caller is the gateway's own suite run
+    (``evaluation_suite_run`` passes ``gateway``). A reported result of a suite the gateway runs is kept
+    but unverified: it never counts as a pass at the CI/CD gate, and after commit it is reported as a
+    ``policy_circumvention`` detection ("eval results without an eval run").
+    """
+    from governance.services.bypass.gate_circumvention import (  # the detector reads the gateway's suites
+        evaluation_run_unverified_report,
+        is_unverified_gateway_result,
+    )
+
     if passed is None:
         if threshold is None:
             raise ValueError("either passed or threshold is required")
@@ -77,8 +91,9 @@ def evaluation_run_record(
         ran_at=ran_at,
         details=details or {},
         triggered_by=getattr(actor, "username", "") or "",
+        provenance=provenance,
     )
-    audit_record(
+    entry = audit_record(
         action=AuditAction.EVALUATION_RECORDED,
         actor=actor,
         target=run,
@@ -89,6 +104,12 @@ def evaluation_run_record(
             "value": value,
             "threshold": threshold,
             "passed": passed,
+            "provenance": provenance,
         },
     )
+    if is_unverified_gateway_result(suite=suite, provenance=provenance):
+        # robust: the result is recorded whatever happens to the detection (the minute scan retries it).
+        transaction.on_commit(
+            partial(evaluation_run_unverified_report, run=run, recorded_entry_id=entry.pk), robust=True
+        )
     return run

@@ -35,7 +35,9 @@ HIGH_RISK_CONTROLS = [
     ("record-keeping", "Art. 12"),
     ("accuracy-robustness", "Art. 15"),
 ]
-EVALUATIONS = [("robustness", "accuracy", 0.94, 0.9), ("fairness", "dp_gap", 0.04, 0.1)]
+# Results of the teams' own offline evaluation tools, reported as such: the suites the gateway runs
+# (accuracy, robustness, toxicity, fairness) are only ever recorded by a gateway run.
+EVALUATIONS = [("holdout", "accuracy", 0.94, 0.9), ("fairlearn", "dp_gap", 0.04, 0.1)]
 
 
 @dataclass

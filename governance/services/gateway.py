@@ -28,7 +28,7 @@ from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from governance.choices import AuditAction, Severity
+from governance.choices import AuditAction, EvaluationProvenance, Severity
 from governance.models import AISystem, EvaluationRun, User
 from governance.services.assessments import evaluation_run_record
 from governance.services.audit import audit_record
@@ -573,6 +573,7 @@ def evaluation_suite_run(
             ran_at=timezone.now(),
             actor=caller,
             details=details,
+            provenance=EvaluationProvenance.GATEWAY,
         )
         data.update(
             outcome=OUTCOME_OK,
@@ -632,7 +633,11 @@ def _gate_incident_reasons(system: AISystem) -> list[str]:
 
 
 def _gate_evaluation_reasons(system: AISystem) -> list[str]:
-    """A failed latest run of any suite/metric blocks: a newer pass of one suite never hides another's fail."""
+    """A failed latest run of any suite/metric blocks: a newer pass of one suite never hides another's fail.
+
+    A latest result of a suite the gateway runs that did not come from a gateway run (posted to
+    ``/evaluation-runs``) is unverified: it blocks whatever it claims, so a posted pass cannot hide a
+    failed gateway run."""
     latest = (
         EvaluationRun.objects.filter(system=system)
         .annotate(
@@ -646,20 +651,29 @@ def _gate_evaluation_reasons(system: AISystem) -> list[str]:
         # the runs, so an older failure would look like the latest run.
         .filter(recency=1)
         .order_by("suite", "metric")
-        .values("id", "suite", "metric", "value", "threshold", "ran_at", "passed")
+        .values("id", "suite", "metric", "value", "threshold", "ran_at", "passed", "provenance", "triggered_by")
     )
-    return [
-        f"latest {run['suite']}/{run['metric']} evaluation failed: {run['value']:g} "
-        f"{'against threshold ' + format(run['threshold'], 'g') if run['threshold'] is not None else 'marked failed'} "
-        f"(run {run['id']}, {run['ran_at']:%Y-%m-%d %H:%M} UTC)"
-        for run in latest
-        if not run["passed"]
-    ]
+    reasons = []
+    for run in latest:
+        where = f"(run {run['id']}, {run['ran_at']:%Y-%m-%d %H:%M} UTC)"
+        if run["suite"] in EVALUATION_SUITES and run["provenance"] != EvaluationProvenance.GATEWAY:
+            by = f" by {run['triggered_by']}" if run["triggered_by"] else ""
+            reasons.append(
+                f"latest {run['suite']}/{run['metric']} result posted{by} without an eval run: unverified, "
+                f"it does not count as a pass; run the suite through /eval/{run['suite']}/run {where}"
+            )
+        elif not run["passed"]:
+            against = f"against threshold {run['threshold']:g}" if run["threshold"] is not None else "marked failed"
+            reasons.append(
+                f"latest {run['suite']}/{run['metric']} evaluation failed: {run['value']:g} {against} {where}"
+            )
+    return reasons
 
 
 def cicd_gate_decide(*, caller: User, system: AISystem, artifact: str, policy_ids: Sequence[str] = ()) -> GateDecision:
     """Decide whether ``artifact`` of ``system`` may be deployed: deny while the system has an open critical
-    or serious incident, or when its latest run of any evaluation suite/metric failed; allow otherwise.
+    or serious incident, or when its latest run of any evaluation suite/metric failed or is an unverified
+    (posted, not run by the gateway) result of a gateway suite; allow otherwise.
 
     ``policy_ids`` are recorded with the decision; evaluating policies is the policy engine's job and is
     not part of this minimal gate. Guarantees: every decision is audited (``cicd.gate_decided`` with the

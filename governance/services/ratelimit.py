@@ -200,9 +200,10 @@ def rate_limit_for(request_or_caller: Any, group: str) -> tuple[int, int]:
 
 def endpoint_group(request: Any, view: Any = None) -> str:
     """The endpoint group of a request: ``auth`` (/api/v1/auth/…), ``events_ingest`` (POST /api/v1/events),
-    ``gateway`` (/api/v1/gateway/…), ``cicd_gate`` (/api/v1/cicd/…), ``eval`` (/api/v1/eval/…),
-    ``admin_write`` (non-GET requests to /admin/), else ``default``. ``view`` is accepted for DRF's
-    throttle signature; the path decides, so endpoints added later fall into their group by URL alone."""
+    ``gateway`` (/api/v1/gateway/…), ``cicd_gate`` (/api/v1/cicd/… and POST /api/v1/deployments),
+    ``eval`` (/api/v1/eval/…), ``admin_write`` (non-GET requests to /admin/), else ``default``. ``view`` is
+    accepted for DRF's throttle signature; the path decides, so endpoints added later fall into their group
+    by URL alone."""
     path = request.path
     method = request.method.upper()
     if path.startswith(_API_PREFIX):
@@ -212,6 +213,8 @@ def endpoint_group(request: Any, view: Any = None) -> str:
             return _PREFIX_TO_GROUP[match["prefix"]]
         if method == "POST" and rest.rstrip("/") == "events":
             return "events_ingest"
+        if method == "POST" and rest.rstrip("/") == "deployments":
+            return "cicd_gate"  # pipelines report deployments right after asking the gate: one CI budget
         return DEFAULT_GROUP
     if path.startswith("/admin/") and method not in _SAFE_METHODS:
         return "admin_write"

@@ -179,6 +179,8 @@ def test_invalid_limits_are_refused_by_the_schema(admin_user, bad):
         ("POST", "/api/v1/gateway/ai", "gateway"),
         ("POST", "/api/v1/gateway/llm-generate", "gateway"),
         ("POST", "/api/v1/cicd/gate", "cicd_gate"),
+        ("POST", "/api/v1/deployments", "cicd_gate"),
+        ("GET", "/api/v1/deployments", "default"),
         ("POST", "/api/v1/eval/safety/run", "eval"),
         ("GET", "/api/v1/evaluation-runs", "default"),
         ("POST", "/admin/governance/team/add/", "admin_write"),
