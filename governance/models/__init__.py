@@ -1,6 +1,7 @@
 from governance.models.audit import AuditLog, AuditVerification
 from governance.models.base import VigilModel
 from governance.models.capabilities import Capability, ControlAssessment, EvaluationRun
+from governance.models.changes import AuditedTransaction, GovernedChange
 from governance.models.organization import AISystem, Team, User
 from governance.models.ratelimit import RateLimit
 
@@ -8,9 +9,11 @@ __all__ = [
     "AISystem",
     "AuditLog",
     "AuditVerification",
+    "AuditedTransaction",
     "Capability",
     "ControlAssessment",
     "EvaluationRun",
+    "GovernedChange",
     "RateLimit",
     "Team",
     "User",
