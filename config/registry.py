@@ -254,6 +254,11 @@ def set(key: str, value: Any, *, user: Any, reason: str = "", expected_version: 
             raise StaleConfigVersion(key, expected_version, current)
         if row is None:
             row = _insert_default(spec)
+            if row.value == value:  # storing the default is still a write: audited like seed_missing
+                audit_record(action=AuditAction.CONFIG_SEEDED, actor=user, target=row, data={"key": key, "version": 1})
+                invalidate()
+                transaction.on_commit(invalidate)
+                return row
         if row.value == value:
             return row
         previous, now = row.value, timezone.now()

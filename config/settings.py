@@ -148,6 +148,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 USING_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+if USING_POSTGRES:
+    # Names Vigil's own sessions in pg_stat_activity and in governed-change detections (readability
+    # only: a client chooses its application_name, so it never decides whether a write was audited).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("application_name", "vigil")
 
 # --- Cache --------------------------------------------------------------------------------------
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://vigil")}

@@ -152,6 +152,11 @@ class UserAdmin(DjangoUserAdmin):
     )
     readonly_fields = ["is_service_account", "last_login", "date_joined"]
 
+    def has_delete_permission(self, request, obj=None):
+        # Deactivate instead: decisions, assessments and audit entries refer to people, and a deletion would
+        # drop role and team memberships without an audit entry.
+        return False
+
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("groups")
 
@@ -246,6 +251,9 @@ class ControlAssessmentAdmin(AuditedAdmin):
     readonly_fields = ["created_at", "updated_at"]
     create_action = update_action = AuditAction.CONTROL_ASSESSED
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # evidence: record a new one instead (a deletion would leave no audit entry)
+
 
 @admin.register(EvaluationRun)
 class EvaluationRunAdmin(AuditedAdmin):
@@ -258,6 +266,9 @@ class EvaluationRunAdmin(AuditedAdmin):
     # Only the gateway's own run records provenance "gateway"; nobody may promote a result by hand.
     readonly_fields = ["provenance", "created_at", "updated_at"]
     create_action = update_action = AuditAction.EVALUATION_RECORDED
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # evidence: record a new one instead (a deletion would leave no audit entry)
 
 
 @admin.register(AuditLog)
@@ -302,3 +313,4 @@ class AuditVerificationAdmin(ReadOnlyAdmin):
 
 
 from governance import admin_deployments  # noqa: E402,F401 -- registers the Deployment admin
+from governance import admin_changes  # noqa: E402,F401 -- registers the governed-change log admin

@@ -39,6 +39,8 @@ RESTRICTED_MODELS: dict[str, frozenset[str]] = {
     "token_blacklist.blacklistedtoken": frozenset({Role.ADMIN, Role.SECURITY}),
     "governance.auditlog": frozenset({Role.ADMIN, Role.GOVERNANCE_LEAD, Role.SECURITY}),
     "governance.auditverification": frozenset({Role.ADMIN, Role.GOVERNANCE_LEAD, Role.SECURITY}),
+    "governance.governedchange": frozenset({Role.ADMIN, Role.GOVERNANCE_LEAD, Role.SECURITY}),
+    "governance.auditedtransaction": frozenset({Role.ADMIN, Role.GOVERNANCE_LEAD, Role.SECURITY}),
 }
 
 

@@ -2,6 +2,7 @@ from governance.models.audit import AuditLog, AuditVerification
 from governance.models.base import VigilModel
 from governance.models.capabilities import Capability, ControlAssessment, EvaluationRun
 from governance.models.deployments import Deployment
+from governance.models.changes import AuditedTransaction, GovernedChange
 from governance.models.organization import AISystem, Team, User
 from governance.models.ratelimit import RateLimit
 
@@ -9,10 +10,12 @@ __all__ = [
     "AISystem",
     "AuditLog",
     "AuditVerification",
+    "AuditedTransaction",
     "Capability",
     "ControlAssessment",
     "Deployment",
     "EvaluationRun",
+    "GovernedChange",
     "RateLimit",
     "Team",
     "User",

@@ -139,8 +139,9 @@ def check_roles_fit_account(*, is_service_account: bool, roles: Iterable[str]) -
         raise ValidationError({"roles": [f"{', '.join(misfits)} cannot be given to {kind}"]})
 
 
+@transaction.atomic
 def user_set_roles(*, user: User, roles: Iterable[str], teams: Iterable[Team], actor: User | None) -> User:
-    """Replace a user's roles and teams; audits the before and after."""
+    """Replace a user's roles and teams; audits the before and after in the same transaction."""
     roles, teams = sorted(set(roles)), list(teams)
     groups = _groups_for(roles)
     check_roles_fit_account(is_service_account=user.is_service_account, roles=roles)
