@@ -312,5 +312,5 @@ class AuditVerificationAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
 
 
-from governance import admin_deployments  # noqa: E402,F401 -- registers the Deployment admin
-from governance import admin_changes  # noqa: E402,F401 -- registers the governed-change log admin
+# Registered from their own modules: the governed-change log and Deployment admins.
+from governance import admin_changes, admin_deployments  # noqa: E402,F401

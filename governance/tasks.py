@@ -11,16 +11,18 @@ def audit_verify() -> bool:
 
 
 @vigil_task(name="governance.ratelimit_cleanup")
-def ratelimit_cleanup() -> int:
-    """Every 15 minutes: delete expired rate-limit counters in chunks. Idempotent."""
+def ratelimit_cleanup() -> dict[str, int]:
+    """Every 15 minutes: delete expired rate-limit counters and judged governed-change rows past their
+    retention, in chunks. Idempotent."""
+    from governance.services.bypass import governed_changes_purge
     from governance.services.ratelimit import rate_limits_cleanup
 
-    return rate_limits_cleanup()
+    return {"rate_limits": rate_limits_cleanup(), "governed_changes": governed_changes_purge()}
 
 
 @vigil_task(name="governance.bypass_scan")
 def bypass_scan() -> dict[str, int]:
-    """Every minute: turn failed-JWT and repeated-429 counters into security events. Idempotent per hour."""
+    """Every minute: run the periodic bypass detectors (governance.services.bypass). Idempotent per hour."""
     from governance.services.bypass import bypass_scan as scan
 
     return scan()

@@ -8,6 +8,8 @@ from urllib.parse import quote
 import pytest
 from django.core.cache import cache
 from django.db import connection
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
@@ -15,6 +17,11 @@ from config import registry
 from governance.choices import Role
 from tasks import metrics
 from tests.factories import DEFAULT_PASSWORD, AISystemFactory, TeamFactory, UserFactory
+
+# CI runs two test processes on two cores next to PostgreSQL, Redis and Celery workers: example generation
+# can be slow there without anything being wrong, so neither a deadline nor the too-slow check applies.
+hypothesis_settings.register_profile("vigil", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("vigil")
 
 REQUIRE_POSTGRES = os.environ.get("VIGIL_REQUIRE_POSTGRES") == "1"
 REQUIRE_REDIS = os.environ.get("VIGIL_REQUIRE_REDIS") == "1"

@@ -1,8 +1,8 @@
 from governance.models.audit import AuditLog, AuditVerification
 from governance.models.base import VigilModel
 from governance.models.capabilities import Capability, ControlAssessment, EvaluationRun
-from governance.models.deployments import Deployment
 from governance.models.changes import AuditedTransaction, GovernedChange
+from governance.models.deployments import Deployment
 from governance.models.organization import AISystem, Team, User
 from governance.models.ratelimit import RateLimit
 

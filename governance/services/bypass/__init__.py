@@ -3,7 +3,11 @@
 Each detector lives in its own module and reports through ``core.bypass_detection_emit``:
 
 - ``auth``: failed JWT authentications per address (``invalid_jwt``), repeated 429s per caller
-  (``rate_limit_abuse``), many identities from one address (``identity_rotation``).
+  (``rate_limit_abuse``), many identities from one address (``identity_rotation``);
+- ``direct_writes``: writes to governed tables whose transaction wrote no audit entry (``direct_write``,
+  PostgreSQL triggers);
+- ``gate_circumvention``: deployments the CI/CD gate did not allow and posted results of gateway
+  evaluation suites (``policy_circumvention``; inline on commit, the scan is the safety net).
 
 ``bypass_scan`` (beat, ``governance.bypass_scan`` every minute) runs the periodic ones; the inline hooks
 call their detector where the request happens.
@@ -39,6 +43,12 @@ from governance.services.bypass.core import (
     platform_system_ensure,
     redact_details,
 )
+from governance.services.bypass.direct_writes import bypass_scan_direct_writes, governed_changes_purge
+from governance.services.bypass.gate_circumvention import (
+    bypass_scan_gate_circumvention,
+    deployment_circumvention_report,
+    evaluation_run_unverified_report,
+)
 
 __all__ = [
     "AUTH_FAILURE_GROUP",
@@ -54,11 +64,16 @@ __all__ = [
     "bypass_detection_emit",
     "bypass_event_id",
     "bypass_scan",
+    "bypass_scan_direct_writes",
+    "bypass_scan_gate_circumvention",
     "bypass_scan_identity_rotation",
     "bypass_scan_invalid_tokens",
     "bypass_scan_rate_limit_abuse",
+    "deployment_circumvention_report",
     "detector_settings",
     "detector_signal",
+    "evaluation_run_unverified_report",
+    "governed_changes_purge",
     "identity_seen_record",
     "platform_system_ensure",
     "redact_details",
@@ -69,6 +84,8 @@ PERIODIC_DETECTORS: dict[str, Callable[..., int]] = {
     "invalid_jwt": bypass_scan_invalid_tokens,
     "rate_limit_abuse": bypass_scan_rate_limit_abuse,
     "identity_rotation": bypass_scan_identity_rotation,
+    "direct_write": bypass_scan_direct_writes,
+    "policy_circumvention": bypass_scan_gate_circumvention,
 }
 
 
