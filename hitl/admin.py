@@ -20,7 +20,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -97,6 +97,23 @@ class SuggestionListFilter(admin.SimpleListFilter):
             return queryset.filter(suggested_decision="")
         if self.value() in ReviewDecision.values:
             return queryset.filter(suggested_decision=self.value())
+        return queryset
+
+
+class SelfApprovedListFilter(admin.SimpleListFilter):
+    """Items approved by the person who requested them (each reported as a ``policy_circumvention`` bypass)."""
+
+    title = "self-approved"
+    parameter_name = "self_approved"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Approved by their requester")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(
+                status=ReviewStatus.APPROVED, requested_by__isnull=False, decided_by=F("requested_by")
+            )
         return queryset
 
 
@@ -245,6 +262,7 @@ class ReviewItemAdmin(TeamScopedAdmin):
         "risk",
         "decision_source",
         "assignee",
+        "requested_by",
     ]
     list_filter = [
         "severity",
@@ -254,10 +272,12 @@ class ReviewItemAdmin(TeamScopedAdmin):
         "status",
         "review_type",
         "decision_source",
+        ("requested_by", admin.RelatedOnlyFieldListFilter),
+        SelfApprovedListFilter,
     ]
-    search_fields = ["title", "system__name", "^fingerprint", "rule"]
-    search_help_text = "Part of a title, system name or rule, or the start of a fingerprint."
-    list_select_related = ["system", "assignee"]
+    search_fields = ["title", "system__name", "^fingerprint", "rule", "requested_by__username"]
+    search_help_text = "Part of a title, system name, rule or requester's username, or the start of a fingerprint."
+    list_select_related = ["system", "assignee", "requested_by"]
     ordering = ["sla_due_at"]
     date_hierarchy = "created_at"
     actions = [
@@ -275,6 +295,7 @@ class ReviewItemAdmin(TeamScopedAdmin):
         "severity",
         "status",
         "sla_due_at",
+        "requested_by",
         "source_alert",
         "source_incident",
         "fingerprint",
@@ -297,7 +318,10 @@ class ReviewItemAdmin(TeamScopedAdmin):
     ]
     fieldsets = (
         (None, {"fields": ("title", "review_type", "system", "severity", "status", "sla_due_at", "assignee")}),
-        ("Source", {"fields": ("source_alert", "source_incident", "fingerprint", "rule", "context_json")}),
+        (
+            "Source",
+            {"fields": ("requested_by", "source_alert", "source_incident", "fingerprint", "rule", "context_json")},
+        ),
         (
             "Decision",
             {

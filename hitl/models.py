@@ -52,6 +52,10 @@ STATUS_FOR_DECISION = {
 DECISION_FOR_STATUS = {status: decision for decision, status in STATUS_FOR_DECISION.items()}
 
 
+# The review types a person (or a service account) may ask for; alert triage is queued from alerts only.
+REQUESTABLE_REVIEW_TYPES = (ReviewType.MODEL_CHANGE, ReviewType.POLICY_EXCEPTION, ReviewType.DATA_ACCESS)
+
+
 class ReviewItem(VigilModel):
     """Something a person must judge: a medium alert, a model change, a policy exception.
 
@@ -85,6 +89,15 @@ class ReviewItem(VigilModel):
     sla_due_at = models.DateTimeField(db_index=True)
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_reviews"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="requested_reviews",
+        help_text="Who asked for this review (model change, policy exception, data access); empty for items "
+        "the engines queue from alerts.",
     )
     decision = models.CharField(max_length=16, choices=ReviewDecision.choices, blank=True)
     decided_by = models.ForeignKey(

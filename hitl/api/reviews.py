@@ -9,14 +9,14 @@ from uuid import UUID
 import django_filters
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from governance.api.errors import Conflict, PayloadTooLarge
 from governance.api.mixins import UUIDLookupMixin
-from governance.choices import Role, Severity
+from governance.choices import HUMAN_ROLES, SERVICE_ROLES, Role, Severity
 from governance.models import User
 from hitl import selectors
 from hitl.api import serializers as s
@@ -24,11 +24,14 @@ from hitl.models import DecisionSource, ReviewDecision, ReviewItem, ReviewStatus
 from hitl.services.automation import review_items_assist_and_apply
 from hitl.services.decisions import ReviewItemMissing, ReviewNotPending, review_item_decide
 from hitl.services.queue import AssigneeNotAllowed, review_item_assign
+from hitl.services.requests import ReviewRequestInvalid, review_item_request
 from hitl.services.triage import TriageError, review_items_bulk_decide, review_items_clear_low_risk
 from oversight.api.serializers import ErrorEnvelopeSerializer
 from oversight.selectors import system_ref_filter
 
 DECIDER_ROLES = frozenset({Role.ADMIN, Role.GOVERNANCE_LEAD, Role.REVIEWER})
+# Whoever works on a team's systems may ask for a review of them; only viewers may not.
+REQUESTER_ROLES = frozenset({*HUMAN_ROLES, *SERVICE_ROLES} - {Role.VIEWER})
 ASSIGNEE_ME = "me"
 
 
@@ -73,6 +76,7 @@ class ReviewItemFilter(django_filters.FilterSet):
     )
     decision_source = django_filters.ChoiceFilter(choices=DecisionSource.choices)
     assignee = django_filters.CharFilter(method="filter_assignee", help_text='A user id, or "me".')
+    requested_by = django_filters.CharFilter(method="filter_requested_by", help_text='A user id, or "me".')
 
     class Meta:
         model = ReviewItem
@@ -86,6 +90,7 @@ class ReviewItemFilter(django_filters.FilterSet):
             "sla_breached",
             "decision_source",
             "assignee",
+            "requested_by",
         ]
 
     def filter_system(self, queryset, name, value):
@@ -95,11 +100,17 @@ class ReviewItemFilter(django_filters.FilterSet):
         return queryset.filter(suggested_decision="" if value == selectors.NO_SUGGESTION else value)
 
     def filter_assignee(self, queryset, name, value):
+        return queryset.filter(**{name: self._user_ref(name, value)})
+
+    def filter_requested_by(self, queryset, name, value):
+        return queryset.filter(**{name: self._user_ref(name, value)})
+
+    def _user_ref(self, name: str, value: str):
         if value == ASSIGNEE_ME:
-            return queryset.filter(assignee=self.request.user)
+            return self.request.user.pk
         if not selectors.is_uuid(value):
-            raise ValidationError({"assignee": [f'must be a user id or "{ASSIGNEE_ME}"']})
-        return queryset.filter(assignee_id=value)
+            raise ValidationError({name: [f'must be a user id or "{ASSIGNEE_ME}"']})
+        return value
 
 
 _ERRORS = {
@@ -121,13 +132,42 @@ class ReviewItemViewSet(UUIDLookupMixin, mixins.ListModelMixin, mixins.RetrieveM
     filterset_class = ReviewItemFilter
     ordering_fields = ["sla_due_at", "created_at"]  # not nullable: the cursor needs a value
     ordering = ["sla_due_at"]
-    action_roles = dict.fromkeys(("decide", "assign", "bulk_decide", "clear_low_risk", "assist"), DECIDER_ROLES)
+    action_roles = {
+        **dict.fromkeys(("decide", "assign", "bulk_decide", "clear_low_risk", "assist"), DECIDER_ROLES),
+        "create": REQUESTER_ROLES,
+    }
 
     def get_queryset(self):
         return selectors.with_sla_breached(selectors.review_items_for_user(user=self.request.user), now=timezone.now())
 
     def get_serializer_class(self):
         return s.ReviewItemSerializer if self.action == "list" else s.ReviewItemDetailSerializer
+
+    @extend_schema(
+        summary="Request a review of a model change, a policy exception or data access",
+        request=s.ReviewRequestSerializer,
+        responses={
+            201: s.ReviewItemDetailSerializer,
+            400: OpenApiResponse(
+                ErrorEnvelopeSerializer,
+                description="Invalid input, alert_triage, or no such system in your teams; the fields are named.",
+            ),
+            403: OpenApiResponse(ErrorEnvelopeSerializer, description="Viewers may not request reviews."),
+        },
+    )
+    def create(self, request):
+        """Queues a pending item for the system's team, with you as ``requested_by``; the SLA follows
+        ``hitl.sla_hours`` for its severity. Audited as ``review.requested``. Approving your own request
+        is allowed but reported as a governance bypass (``policy_circumvention``)."""
+        body = s.ReviewRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            item = review_item_request(actor=request.user, **body.validated_data)
+        except ReviewRequestInvalid as exc:
+            raise ValidationError(exc.fields) from exc
+        # Read back through the scoped queryset: the same representation as GET /reviews/{id}.
+        created = self.get_queryset().get(pk=item.pk)
+        return Response(self.get_serializer(created).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         summary="Decide one pending item",

@@ -13,6 +13,7 @@ from governance.api.serializers import ScopedPrimaryKeyRelatedField
 from governance.choices import Severity
 from governance.models import Team
 from hitl.models import (
+    REQUESTABLE_REVIEW_TYPES,
     AssistModel,
     AssistResult,
     AutoApprovalPolicy,
@@ -25,6 +26,7 @@ from hitl.models import (
     SpotCheck,
 )
 from hitl.services.decisions import RATIONALE_MAX_LENGTH, clean_rationale
+from hitl.services.requests import DESCRIPTION_MAX_LENGTH
 from hitl.services.triage import MAX_BULK_ITEMS
 
 MAX_ASSIST_ITEMS = 1000
@@ -78,6 +80,7 @@ class ReviewItemSerializer(serializers.ModelSerializer):
             "sla_due_at",
             "sla_breached",
             "assignee",
+            "requested_by",
             "decision",
             "decided_by",
             "decided_by_policy",
@@ -183,6 +186,27 @@ class DecideSerializer(serializers.Serializer):
             return clean_rationale(value)
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from exc
+
+
+class ReviewRequestSerializer(serializers.Serializer):
+    """Shape only: ``hitl.services.requests.review_item_request`` checks the values (a requestable type, a
+    system of your teams, a known severity, a storable context) and names every problem at once."""
+
+    review_type = serializers.CharField(
+        help_text=f"One of {', '.join(REQUESTABLE_REVIEW_TYPES)} (alert_triage is queued from alerts only)."
+    )
+    system = serializers.CharField(max_length=200, help_text="The AI system's id or unique name (of your teams).")
+    title = serializers.CharField(max_length=300, help_text="What is to be judged.")
+    severity = serializers.CharField(required=False, default=Severity.MEDIUM, help_text="Default medium.")
+    description = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=DESCRIPTION_MAX_LENGTH,
+        help_text="Why it is needed; kept in the item's context under the key description.",
+    )
+    context = serializers.DictField(
+        required=False, help_text="What the reviewer needs (a JSON object, at most 16 KB serialized)."
+    )
 
 
 class AssignSerializer(serializers.Serializer):

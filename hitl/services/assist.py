@@ -228,7 +228,8 @@ def _assist_inputs(rows: Sequence[_PendingRow], *, since: datetime, thresholds) 
     )
     audit_seq = dict(
         AuditLog.objects.filter(
-            action=AuditAction.REVIEW_CREATED,
+            # queued from an alert, or requested by a person
+            action__in=(AuditAction.REVIEW_CREATED, AuditAction.REVIEW_REQUESTED),
             object_type=ReviewItem._meta.label_lower,
             object_id__in=[str(row.id) for row in rows],
         ).values_list("object_id", "seq")

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -30,6 +31,7 @@ from hitl.models import (
     ReviewItem,
     ReviewStatus,
 )
+from hitl.services.self_approval import review_self_approvals_report
 from incidents.services.intake import incidents_open_or_join_for_reviews
 
 RATIONALE_MAX_LENGTH = 5000
@@ -98,6 +100,11 @@ def review_items_decide(
     ``Decision`` rows, one audit entry per item (naming the policy for automatic decisions).
     ``actor`` is the deciding user, or ``None`` for a policy. ``scores`` optionally records the assist
     (confidence, risk) each decision was based on.
+
+    A person approving an item they requested themselves (``requested_by``) is not refused: the decision
+    is taken like any other. Once the transaction commits, each such approval is reported as a
+    ``policy_circumvention`` governance bypass (``hitl.services.self_approval``); a rolled-back decision
+    reports nothing, and a failing report never undoes the committed decision.
     """
     rationale = clean_rationale(rationale)
     wanted = {as_uuid(item_id): normalize_decision(decision) for item_id, decision in decisions.items()}
@@ -111,7 +118,10 @@ def review_items_decide(
     with transaction.atomic():
         # Systems first, then rows: the same order as the oversight engine, so the two never deadlock.
         lock_systems(ReviewItem.objects.filter(pk__in=ids).order_by().values_list("system_id", flat=True).distinct())
-        statuses = dict(ReviewItem.objects.select_for_update().filter(pk__in=ids).values_list("id", "status"))
+        locked = ReviewItem.objects.select_for_update().filter(pk__in=ids)
+        rows = list(locked.values_list("id", "status", "requested_by_id"))
+        statuses = {item_id: status for item_id, status, _ in rows}
+        requesters = {item_id: requester for item_id, _, requester in rows}
         missing = [item_id for item_id in ids if item_id not in statuses]
         if missing:
             raise ReviewItemMissing(missing)
@@ -159,7 +169,7 @@ def review_items_decide(
                 for item_id, decision in wanted.items()
             ]
         )
-        audit_record_many(
+        decided_entries = audit_record_many(
             entries=[
                 AuditEntry(
                     action=AuditAction.REVIEW_DECIDED,
@@ -178,6 +188,14 @@ def review_items_decide(
                 for item_id, decision in wanted.items()
             ]
         )
+        entry_of = {item_id: entry.pk for item_id, entry in zip(wanted, decided_entries, strict=True)}
+        own = {
+            item_id: entry_of[item_id]
+            for item_id, decision in wanted.items()
+            if user is not None and decision == ReviewDecision.APPROVE and requesters[item_id] == user.pk
+        }
+        if own:
+            transaction.on_commit(partial(review_self_approvals_report, decided_entries=own), robust=True)
     return DecideOutcome(
         decided=len(wanted),
         by_decision=dict(Counter(str(decision) for decision in wanted.values())),

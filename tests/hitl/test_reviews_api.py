@@ -33,6 +33,7 @@ ITEM_FIELDS = {
     "sla_due_at",
     "sla_breached",
     "assignee",
+    "requested_by",
     "decision",
     "decided_by",
     "decided_by_policy",
