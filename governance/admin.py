@@ -298,3 +298,6 @@ class AuditVerificationAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "ok", "checked_rows", "head_seq", "broken_seq", "reason", "duration_ms"]
     list_filter = ["ok"]
     date_hierarchy = "created_at"
+
+
+from governance import admin_activity  # noqa: E402,F401 -- registers the caller activity admin

@@ -1,3 +1,4 @@
+from governance.models.activity import CallerActivity
 from governance.models.audit import AuditLog, AuditVerification
 from governance.models.base import VigilModel
 from governance.models.capabilities import Capability, ControlAssessment, EvaluationRun
@@ -8,6 +9,7 @@ __all__ = [
     "AISystem",
     "AuditLog",
     "AuditVerification",
+    "CallerActivity",
     "Capability",
     "ControlAssessment",
     "EvaluationRun",
