@@ -91,7 +91,10 @@ def caller_activity_between(
     never missed nor counted twice. An hour may appear twice (partly folded): callers add them up.
     The detectors' counter groups are excluded."""
     folded = CallerActivity.objects.filter(hour__gte=start, hour__lt=end).exclude(bucket__in=COUNTER_GROUPS)
-    live = RateLimit.objects.filter(window_start__gte=start, window_start__lt=end).exclude(bucket__in=COUNTER_GROUPS)
+    # expires_at > window_start always: the redundant bound lets the planner use the expires_at index.
+    live = RateLimit.objects.filter(expires_at__gt=start, window_start__gte=start, window_start__lt=end).exclude(
+        bucket__in=COUNTER_GROUPS
+    )
     if keys is not None:
         keys = sorted(set(keys))
         folded = folded.filter(key__in=keys)
