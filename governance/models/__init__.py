@@ -1,3 +1,4 @@
+from governance.models.activity import CallerActivity
 from governance.models.audit import AuditLog, AuditVerification
 from governance.models.base import VigilModel
 from governance.models.capabilities import Capability, ControlAssessment, EvaluationRun
@@ -11,6 +12,7 @@ __all__ = [
     "AuditLog",
     "AuditVerification",
     "AuditedTransaction",
+    "CallerActivity",
     "Capability",
     "ControlAssessment",
     "Deployment",

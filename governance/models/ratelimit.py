@@ -11,7 +11,8 @@ class RateLimit(models.Model):
     """How many requests one caller made to one endpoint group in one fixed window.
 
     Rows are written only by the single upsert in ``rate_limit_hit`` (never read-then-write) and
-    deleted by ``rate_limits_cleanup`` once ``expires_at`` (window start + two windows) has passed.
+    deleted by ``rate_limits_cleanup`` once ``expires_at`` (window start + two windows) has passed — in the
+    same statement that adds their counts to the caller's hourly history (``CallerActivity``).
     On PostgreSQL the table is UNLOGGED (migration 0007): no WAL flush per decision; a crash or a failover
     resets the counters, which only grants callers one fresh window.
     """

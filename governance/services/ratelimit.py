@@ -14,7 +14,8 @@ caller may spend its whole budget at the end of one window and again at the star
 up to 2× the limit within one window length straddling the boundary. The limits are sized for that.
 
 Rows expire two windows after their start (the current window must stay readable while it is live);
-``rate_limits_cleanup`` (beat, every 15 min) deletes expired rows in chunks. A 429 is not audited per
+``rate_limits_cleanup`` (beat, every 15 min) deletes expired rows in chunks and folds their counts into the
+callers' hourly history ``caller_activity`` (the unusual-pattern detector's baseline). A 429 is not audited per
 request (volume); counting repeated 429s per caller belongs to bypass detection.
 """
 
@@ -24,6 +25,7 @@ import ipaddress
 import math
 import re
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,13 +36,14 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from config import registry
-from governance.models import RateLimit
+from governance.models import CallerActivity, RateLimit
 
 __all__ = [
     "CONFIG_KEY",
     "DEFAULT_GROUP",
     "RATE_LIMIT_EXEMPT",
     "RateDecision",
+    "caller_activity_prune",
     "caller_key",
     "client_ip",
     "endpoint_group",
@@ -263,21 +266,118 @@ def caller_key(request: Any) -> str:
 
 
 # --- housekeeping ---------------------------------------------------------------------------------------
-def rate_limits_cleanup(*, now: datetime | None = None, chunk_size: int = 5000) -> int:
-    """Delete counter rows whose ``expires_at`` has passed; returns how many were deleted.
+# One statement per chunk: pick expired rows (skipping rows another cleanup holds), delete them, and add the
+# requests of the deleted rows to their caller's hourly history. Only rows the DELETE really removed are
+# RETURNed, so two concurrent cleanups can never fold the same row twice; the statement is atomic, so a
+# counted request is always in exactly one of the two tables.
+_POSTGRES_FOLD = """
+WITH expired AS (
+    SELECT id FROM rate_limits WHERE expires_at < %(cutoff)s LIMIT %(chunk)s FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM rate_limits AS r USING expired WHERE r.id = expired.id
+    RETURNING r.key, r.bucket, r.window_start, r.count
+), folded AS (
+    INSERT INTO caller_activity (id, key, bucket, hour, requests, created_at, updated_at)
+    SELECT gen_random_uuid(), key, bucket, date_trunc('hour', window_start, 'UTC'), sum(count),
+           clock_timestamp(), clock_timestamp()
+    FROM gone
+    WHERE NOT (bucket = ANY(%(skipped)s))
+    GROUP BY key, bucket, date_trunc('hour', window_start, 'UTC')
+    ON CONFLICT (key, bucket, hour) DO UPDATE
+    SET requests = caller_activity.requests + EXCLUDED.requests, updated_at = EXCLUDED.updated_at
+)
+SELECT count(*) FROM gone
+"""
 
-    Works in chunks of ``chunk_size`` rows (one set-based statement and short transaction each, so live
-    upserts are never blocked for long). Idempotent: a second run finds nothing. Rows of live windows are
-    never expired (they expire one full window after their window ended). Not audited (operational counters).
+_SQLITE_FOLD = """
+INSERT INTO caller_activity (id, key, bucket, hour, requests, created_at, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (key, bucket, hour) DO UPDATE
+SET requests = caller_activity.requests + excluded.requests, updated_at = excluded.updated_at
+"""
+
+
+# Ids per ``IN (…)`` on SQLite, well under its bound-parameter limit (999 on older builds).
+_SQLITE_ID_BATCH = 500
+
+
+def _hour_start(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _fold_chunk_postgres(*, cutoff: datetime, chunk_size: int, skipped: list[str]) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(_POSTGRES_FOLD, {"cutoff": cutoff, "chunk": chunk_size, "skipped": skipped})
+        return cursor.fetchone()[0]
+
+
+def _fold_chunk_sqlite(*, cutoff: datetime, chunk_size: int, skipped: list[str]) -> int:
+    # SQLite has one writer at a time: select, delete and upsert in one transaction are just as atomic.
+    with transaction.atomic():
+        rows = list(
+            RateLimit.objects.filter(expires_at__lt=cutoff).values_list("pk", "key", "bucket", "window_start", "count")[
+                :chunk_size
+            ]
+        )
+        if not rows:
+            return 0
+        ids = [row[0] for row in rows]
+        for start in range(0, len(ids), _SQLITE_ID_BATCH):
+            RateLimit.objects.filter(pk__in=ids[start : start + _SQLITE_ID_BATCH]).delete()
+        hours: dict[tuple[str, str, datetime], int] = defaultdict(int)
+        for _pk, key, bucket, window_start, count in rows:
+            if bucket not in skipped:
+                hours[key, bucket, _hour_start(window_start)] += count
+        stamp = connection.ops.adapt_datetimefield_value(timezone.now())
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                _SQLITE_FOLD,
+                [
+                    (uuid.uuid4().hex, key, bucket, connection.ops.adapt_datetimefield_value(hour), n, stamp, stamp)
+                    for (key, bucket, hour), n in hours.items()
+                ],
+            )
+        return len(rows)
+
+
+def rate_limits_cleanup(*, now: datetime | None = None, chunk_size: int = 5000) -> int:
+    """Delete counter rows whose ``expires_at`` has passed, folding their requests into the callers' hourly
+    history (``caller_activity``); returns how many counter rows were deleted.
+
+    Works in chunks of ``chunk_size`` rows. On PostgreSQL each chunk is ONE statement (``DELETE …
+    RETURNING`` feeding an ``INSERT … ON CONFLICT DO UPDATE SET requests = requests + …``), on SQLite one
+    transaction: a request is counted in exactly one of the two tables at any moment, and concurrent
+    cleanups never fold a row twice (PostgreSQL skips rows another cleanup has locked). The detectors'
+    counter groups (``auth_failures``, ``identities``) are deleted but not folded: they are not requests.
+    Then history older than the unusual-pattern baseline (``baseline_days`` + 1 day) is deleted, in chunks
+    too. Idempotent: a second run finds nothing. Rows of live windows are never expired (they expire one
+    full window after their window ended). Not audited (operational counters).
     """
+    # The bypass package builds on the limiter (it imports this module): import its facts at call time.
+    from governance.services.bypass.auth import COUNTER_GROUPS
+    from governance.services.bypass.core import detector_settings
+
     cutoff = now or timezone.now()
+    skipped = sorted(COUNTER_GROUPS)
+    fold = _fold_chunk_postgres if connection.vendor == "postgresql" else _fold_chunk_sqlite
     deleted = 0
     while True:
-        # One DELETE … WHERE id IN (SELECT id … LIMIT n) per chunk: no ids travel to Python, and each
-        # chunk is its own short transaction.
-        expired = RateLimit.objects.filter(expires_at__lt=cutoff).values("pk")[:chunk_size]
-        with transaction.atomic():
-            count, _ = RateLimit.objects.filter(pk__in=expired).delete()
+        count = fold(cutoff=cutoff, chunk_size=chunk_size, skipped=skipped)
         deleted += count
         if count < chunk_size:
-            return deleted
+            break
+    retention = timedelta(days=detector_settings("unusual_pattern")["baseline_days"] + 1)
+    caller_activity_prune(before=_hour_start(cutoff) - retention, chunk_size=chunk_size)
+    return deleted
+
+
+def caller_activity_prune(*, before: datetime, chunk_size: int = 5000) -> int:
+    """Delete caller history of hours before ``before``, in chunks (one short statement each); returns how
+    many rows were deleted. Idempotent; not audited (operational history)."""
+    pruned = 0
+    while True:
+        old = CallerActivity.objects.filter(hour__lt=before).values("pk")[:chunk_size]
+        count, _ = CallerActivity.objects.filter(pk__in=old).delete()
+        pruned += count
+        if count < chunk_size:
+            return pruned

@@ -4,6 +4,8 @@ Each detector lives in its own module and reports through ``core.bypass_detectio
 
 - ``auth``: failed JWT authentications per address (``invalid_jwt``), repeated 429s per caller
   (``rate_limit_abuse``), many identities from one address (``identity_rotation``);
+- ``baselines``: request volume, endpoint mix and hours of each caller against its own history
+  (``unusual_pattern``; history folded from the limiter's counters into ``caller_activity``);
 - ``direct_writes``: writes to governed tables whose transaction wrote no audit entry (``direct_write``,
   PostgreSQL triggers);
 - ``gate_circumvention``: deployments the CI/CD gate did not allow and posted results of gateway
@@ -31,6 +33,7 @@ from governance.services.bypass.auth import (
     bypass_scan_rate_limit_abuse,
     identity_seen_record,
 )
+from governance.services.bypass.baselines import bypass_scan_unusual_patterns
 from governance.services.bypass.core import (
     BYPASS_CONFIG_KEY,
     DETECTION_NAMESPACE,
@@ -69,6 +72,7 @@ __all__ = [
     "bypass_scan_identity_rotation",
     "bypass_scan_invalid_tokens",
     "bypass_scan_rate_limit_abuse",
+    "bypass_scan_unusual_patterns",
     "deployment_circumvention_report",
     "detector_settings",
     "detector_signal",
@@ -84,6 +88,7 @@ PERIODIC_DETECTORS: dict[str, Callable[..., int]] = {
     "invalid_jwt": bypass_scan_invalid_tokens,
     "rate_limit_abuse": bypass_scan_rate_limit_abuse,
     "identity_rotation": bypass_scan_identity_rotation,
+    "unusual_pattern": bypass_scan_unusual_patterns,
     "direct_write": bypass_scan_direct_writes,
     "policy_circumvention": bypass_scan_gate_circumvention,
 }
