@@ -33,6 +33,8 @@ import yaml
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
+from governance.services import policy_format
+
 __all__ = [
     "FINDING_CLASSES",
     "LINTER_NAME",
@@ -385,8 +387,30 @@ def policy_schema() -> dict[str, Any]:
 
 
 @cache
-def _schema_validator() -> Draft202012Validator:
-    return Draft202012Validator(policy_schema())
+def _schema_validator(definition: str | None = None) -> Draft202012Validator:
+    """The validator of the whole document, or of one ``$defs`` entry (e.g. "rule")."""
+    schema = policy_schema()
+    if definition is not None:
+        schema = {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
+    return Draft202012Validator(schema)
+
+
+def _schema_errors(data: Any) -> Iterator[tuple[Path_, Any]]:
+    """The JSON Schema errors of ``data``. ``jsonschema`` runs only on what the fast conformance predicates
+    (``policy_format``) reject: the document head, then each rejected rule (its paths re-rooted)."""
+    spec = data.get("spec") if isinstance(data, dict) else None
+    rules = spec.get("rules") if isinstance(spec, dict) else None
+    if not isinstance(rules, list):
+        yield from ((tuple(e.absolute_path), e) for e in _schema_validator().iter_errors(data))
+        return
+    head = {**data, "spec": {**spec, "rules": []}}
+    if not policy_format.head_conforms(head):
+        yield from ((tuple(e.absolute_path), e) for e in _schema_validator().iter_errors(head))
+    for index, rule in enumerate(rules):
+        if policy_format.rule_conforms(rule):
+            continue
+        for error in _schema_validator("rule").iter_errors(rule):
+            yield ("spec", "rules", index, *error.absolute_path), error
 
 
 # --- what Vigil measures ---------------------------------------------------------------------------------
@@ -555,7 +579,8 @@ _STANDARD_TAGS = {
     "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null",
 }
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present (positions either way)
+_STR_TAG = "tag:yaml.org,2002:str"
 _SKIP = object()  # a node whose value is dropped (already reported)
 
 
@@ -620,9 +645,11 @@ def _from_nodes(root: yaml.Node, loader: Any, parsed: _Parsed) -> Any:
             parsed.bad_paths.add(path)
             return _SKIP
         if isinstance(node, yaml.ScalarNode):
+            if node.tag == _STR_TAG:
+                return node.value
             try:
                 value = loader.construct_object(node)
-            except Exception as exc:  # noqa: BLE001 - any unreadable scalar is a syntax finding
+            except Exception as exc:  # any unreadable scalar is a syntax finding
                 line, column = _mark(node)
                 parsed.findings.append(_finding("syntax", f"unreadable value: {exc}", path=dotted(path), line=line,
                                                 column=column))  # fmt: skip
@@ -896,7 +923,12 @@ def _natural(subject: Subject) -> KnownSubject | None:
     return None
 
 
-_CONVERSIONS = {("percent", "ratio"): 0.01, ("ratio", "percent"): 100.0, ("seconds", "ms"): 1000.0, ("ms", "seconds"): 0.001}
+_CONVERSIONS = {
+    ("percent", "ratio"): 0.01,
+    ("ratio", "percent"): 100.0,
+    ("seconds", "ms"): 1000.0,
+    ("ms", "seconds"): 0.001,
+}
 
 
 # --- the linter ---------------------------------------------------------------------------------------------
@@ -941,8 +973,7 @@ class _Linter:
             self.add("schema", "the document is empty; expected a Policy object (apiVersion, kind, metadata, spec)", ())
             return {()}
         errors = 0
-        for error in _schema_validator().iter_errors(data):
-            path = tuple(error.absolute_path)
+        for path, error in _schema_errors(data):
             if any(path[: len(bad)] == bad for bad in self.parsed.bad_paths):
                 invalid.add(path)
                 continue  # already reported as a syntax finding
@@ -973,8 +1004,8 @@ class _Linter:
             choices = ", ".join(str(c) for c in error.validator_value)
             return f"{where}: {_short(error.instance)} is not one of: {choices}", path, False
         if error.validator == "type":
-            expected = error.validator_value if isinstance(error.validator_value, str) else " or ".join(
-                error.validator_value
+            expected = (
+                error.validator_value if isinstance(error.validator_value, str) else " or ".join(error.validator_value)
             )
             return f"{where}: must be of type {expected}, not {_json_type(error.instance)}", path, False
         if error.validator == "const":
@@ -1142,7 +1173,8 @@ class _Linter:
                 first = first_seen[rule.id]
                 self.add(
                     "duplicate-id",
-                    f"rule id {rule.id!r} is already used by rule {first.index} (line {self.where(first.path)['line']})",
+                    f"rule id {rule.id!r} is already used by rule {first.index} "
+                    f"(line {self.where(first.path)['line']})",
                     (*rule.path, "id"),
                     rule_id=rule.id,
                     related=(self.location(first),),
@@ -1241,8 +1273,8 @@ class _Linter:
         for rule in live:
             if self.pair_checks > MAX_PAIR_CHECKS:
                 self.truncated = True
-                self.add("document-limit", f"rule-pair analysis stopped after {MAX_PAIR_CHECKS:,} comparisons; "
-                         "shadowing and conflicts beyond it are not reported", ("spec", "rules"), level=INFO)  # fmt: skip
+                message = f"rule-pair analysis stopped after {MAX_PAIR_CHECKS:,} comparisons; later shadowing and "
+                self.add("document-limit", message + "conflicts are not reported", ("spec", "rules"), level=INFO)
                 return
             shadow = self._first_superset(rule, subsets[rule.signature], groups, indexes)
             if shadow is not None:
@@ -1434,11 +1466,14 @@ class _GroupIndex:
         self.members = members
         self.subject: Subject | None = None
         self.by_value: dict[str, list[_Rule]] = defaultdict(list)
-        attributes = sorted(s for s in members[0].constraints if s[0] == "attribute")
-        for subject in attributes:
+        # Index on the attribute with the most distinct values (the most selective), among those every member
+        # pins to a finite set.
+        best = 0
+        for subject in sorted(s for s in members[0].constraints if s[0] == "attribute"):
             if all(m.constraints[subject].positive for m in members):  # type: ignore[union-attr]
-                self.subject = subject
-                break
+                distinct = len({v for m in members for v in m.constraints[subject].values})  # type: ignore[union-attr]
+                if distinct > best:
+                    self.subject, best = subject, distinct
         if self.subject is not None:
             for member in members:
                 for value in member.constraints[self.subject].values:  # type: ignore[union-attr]

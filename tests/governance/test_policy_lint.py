@@ -73,7 +73,7 @@ def rule(rule_id: str, when: str = "", *, category="model_perf", severity="high"
     return "\n".join(lines) + "\n"
 
 
-# --- a valid baseline ---------------------------------------------------------------------------------------
+# --- a valid baseline
 def test_a_small_valid_policy_has_no_errors_or_warnings():
     report = lint(policy(rule("accuracy", '[{metric: exact_match, suite: accuracy, op: "<", value: 0.8}]')))
 
@@ -104,7 +104,7 @@ def test_the_every_finding_example_shows_every_finding_class_but_internal_error(
     assert not report.ok
 
 
-# --- VGL001 syntax ------------------------------------------------------------------------------------------
+# --- VGL001 syntax
 def test_syntax_an_unclosed_flow_sequence_is_reported_at_its_position():
     text = policy("    - {id: a, category: model_perf, severity: high, action: deny, when: [\n")
 
@@ -156,7 +156,7 @@ def test_syntax_unsafe_tags_and_non_finite_numbers_are_syntax_findings(value):
     assert_at(finding, text, value)
 
 
-# --- VGL002 document-limit ----------------------------------------------------------------------------------
+# --- VGL002 document-limit
 def test_document_limit_text_over_one_megabyte_is_refused_unparsed():
     text = policy("# " + "x" * MAX_DOCUMENT_BYTES)
 
@@ -169,8 +169,12 @@ def test_document_limit_text_over_one_megabyte_is_refused_unparsed():
 
 def test_document_limit_more_rules_than_allowed_is_reported_on_rules():
     rules = [{"id": f"r{n}", "category": "security", "severity": "low", "action": "deny"} for n in range(MAX_RULES + 1)]
-    document = {"apiVersion": "vigil/v1", "kind": "Policy", "metadata": {"id": "big", "name": "Big"},
-                "spec": {"default_action": "allow", "rules": rules}}  # fmt: skip
+    document = {
+        "apiVersion": "vigil/v1",
+        "kind": "Policy",
+        "metadata": {"id": "big", "name": "Big"},
+        "spec": {"default_action": "allow", "rules": rules},
+    }
 
     finding = only(policy_lint(document=document), "document-limit")
 
@@ -179,7 +183,10 @@ def test_document_limit_more_rules_than_allowed_is_reported_on_rules():
 
 
 def test_document_limit_deep_nesting_is_reported_where_it_goes_too_deep():
-    text = policy("    []\n", head=HEAD.replace("name: Test policy}", "name: Test policy, labels: {x: " + "[" * 70 + "]" * 70 + "}}"))
+    text = policy(
+        "    []\n",
+        head=HEAD.replace("name: Test policy}", "name: Test policy, labels: {x: " + "[" * 70 + "]" * 70 + "}}"),
+    )
 
     finding = only(lint(text), "document-limit")
 
@@ -190,7 +197,9 @@ def test_document_limit_deep_nesting_is_reported_where_it_goes_too_deep():
 def test_document_limit_an_alias_bomb_stops_at_the_node_budget():
     bomb = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
     for level in range(1, 9):
-        bomb.append(f"{'abcdefghij'[level]}: &{'abcdefghij'[level]} [" + ", ".join([f"*{'abcdefghij'[level - 1]}"] * 10) + "]")
+        bomb.append(
+            f"{'abcdefghij'[level]}: &{'abcdefghij'[level]} [" + ", ".join([f"*{'abcdefghij'[level - 1]}"] * 10) + "]"
+        )
 
     report = lint("\n".join(bomb) + "\n")
 
@@ -206,7 +215,7 @@ def test_document_limit_a_cyclic_document_object_is_reported_not_looped_over():
     assert named(report, "document-limit")[0].message.startswith("nested deeper than 64 levels")
 
 
-# --- VGL003 schema ------------------------------------------------------------------------------------------
+# --- VGL003 schema
 def test_schema_a_wrong_enum_value_is_reported_at_the_value():
     text = policy(rule("a", action="block"))
 
@@ -243,7 +252,9 @@ def test_schema_an_empty_document_is_a_schema_finding():
 
 
 def test_schema_a_rule_with_schema_errors_is_left_out_of_the_logic_checks():
-    text = policy(rule("a", '[{signal: psi, op: ">", value: "high"}]') + rule("a", '[{signal: psi, op: ">", value: 0.2}]'))
+    text = policy(
+        rule("a", '[{signal: psi, op: ">", value: "high"}]') + rule("a", '[{signal: psi, op: ">", value: 0.2}]')
+    )
 
     report = lint(text)
 
@@ -251,10 +262,12 @@ def test_schema_a_rule_with_schema_errors_is_left_out_of_the_logic_checks():
     assert named(report, "duplicate-id") == []
 
 
-# --- VGL010 duplicate-id --------------------------------------------------------------------------------------
+# --- VGL010 duplicate-id
 def test_duplicate_id_is_reported_on_the_second_rule_and_points_at_the_first():
-    text = policy(rule("drift", '[{signal: psi, op: ">", value: 0.2}]', category="data_quality")
-                  + rule("drift", '[{signal: null_rate, op: ">", value: 0.2}]', category="data_quality"))  # fmt: skip
+    text = policy(
+        rule("drift", '[{signal: psi, op: ">", value: 0.2}]', category="data_quality")
+        + rule("drift", '[{signal: null_rate, op: ">", value: 0.2}]', category="data_quality")
+    )
 
     finding = only(lint(text), "duplicate-id")
 
@@ -264,7 +277,7 @@ def test_duplicate_id_is_reported_on_the_second_rule_and_points_at_the_first():
     assert finding.related[0].path == "spec.rules.0"
 
 
-# --- VGL020 threshold-range ------------------------------------------------------------------------------------
+# --- VGL020 threshold-range
 @pytest.mark.parametrize(
     ("condition", "needle", "message"),
     [
@@ -286,7 +299,9 @@ def test_threshold_range_values_outside_their_unit_are_errors(condition, needle,
 
 
 def test_threshold_range_applies_to_every_graded_level():
-    text = policy(rule("a", extra="      thresholds: {signal: dp_gap, direction: above, levels: {warning: 0.1, critical: 2}}"))
+    text = policy(
+        rule("a", extra="      thresholds: {signal: dp_gap, direction: above, levels: {warning: 0.1, critical: 2}}")
+    )
 
     finding = only(lint(text), "threshold-range")
 
@@ -294,7 +309,7 @@ def test_threshold_range_applies_to_every_graded_level():
     assert_at(finding, text, "2}}")
 
 
-# --- VGL021 unit-mismatch -------------------------------------------------------------------------------------
+# --- VGL021 unit-mismatch
 def test_unit_mismatch_names_the_natural_unit_and_the_converted_value():
     text = policy(rule("a", '[{signal: latency_p95_ms, op: ">", value: 2, unit: seconds}]'))
 
@@ -307,7 +322,9 @@ def test_unit_mismatch_names_the_natural_unit_and_the_converted_value():
 
 
 def test_unit_mismatch_also_flags_a_threshold_direction_against_the_signal():
-    text = policy(rule("a", extra="      thresholds: {signal: psi, direction: below, levels: {warning: 0.25, critical: 0.1}}"))
+    text = policy(
+        rule("a", extra="      thresholds: {signal: psi, direction: below, levels: {warning: 0.25, critical: 0.1}}")
+    )
 
     finding = only(lint(text), "unit-mismatch")
 
@@ -315,7 +332,7 @@ def test_unit_mismatch_also_flags_a_threshold_direction_against_the_signal():
     assert "worse when above" in finding.message
 
 
-# --- VGL022 threshold-order -----------------------------------------------------------------------------------
+# --- VGL022 threshold-order
 @pytest.mark.parametrize(
     ("thresholds", "relation"),
     [
@@ -334,9 +351,15 @@ def test_threshold_order_warning_must_be_less_severe_than_critical(thresholds, r
     assert f"must be {relation} critical" in finding.message
 
 
-# --- VGL023 non-monotonic-levels --------------------------------------------------------------------------------
+# --- VGL023 non-monotonic-levels
 def test_non_monotonic_levels_info_must_be_below_warning_for_direction_above():
-    text = policy(rule("a", extra="      thresholds: {signal: dp_gap, direction: above, levels: {info: 0.15, warning: 0.1, critical: 0.2}}"))
+    text = policy(
+        rule(
+            "a",
+            extra="      thresholds: {signal: dp_gap, direction: above, "
+            "levels: {info: 0.15, warning: 0.1, critical: 0.2}}",
+        )
+    )
 
     finding = only(lint(text), "non-monotonic-levels")
 
@@ -346,10 +369,16 @@ def test_non_monotonic_levels_info_must_be_below_warning_for_direction_above():
 
 
 def test_non_monotonic_levels_a_more_severe_rule_needs_the_stricter_threshold():
-    text = policy(rule("medium", '[{signal: psi, op: ">", value: 0.3}]', category="data_quality", severity="medium",
-                       action="require_review")
-                  + rule("critical", '[{signal: psi, op: ">", value: 0.2}]', category="data_quality",
-                         severity="critical"))  # fmt: skip
+    text = policy(
+        rule(
+            "medium",
+            '[{signal: psi, op: ">", value: 0.3}]',
+            category="data_quality",
+            severity="medium",
+            action="require_review",
+        )
+        + rule("critical", '[{signal: psi, op: ">", value: 0.2}]', category="data_quality", severity="critical")
+    )
 
     finding = only(lint(text), "non-monotonic-levels")
 
@@ -359,7 +388,7 @@ def test_non_monotonic_levels_a_more_severe_rule_needs_the_stricter_threshold():
     assert finding.related[0].rule_id == "medium"
 
 
-# --- VGL024 unknown-subject --------------------------------------------------------------------------------------
+# --- VGL024 unknown-subject
 def test_unknown_subject_a_near_miss_is_a_warning_with_the_suggestion():
     text = policy(rule("a", '[{signal: null_rat, op: ">", value: 0.2}]'))
 
@@ -387,16 +416,20 @@ def test_unknown_subject_a_metric_the_suite_does_not_measure_is_a_warning():
 
 
 def test_unknown_subject_a_signal_in_the_wrong_category_is_a_warning():
-    finding = only(lint(policy(rule("a", '[{signal: psi, category: fairness, op: ">", value: 0.2}]'))), "unknown-subject")
+    finding = only(
+        lint(policy(rule("a", '[{signal: psi, category: fairness, op: ">", value: 0.2}]'))), "unknown-subject"
+    )
 
     assert finding.path == "spec.rules.0.when.0.category"
     assert "data_quality signal" in finding.message
 
 
-# --- VGL030 conflicting-rules ---------------------------------------------------------------------------------------
+# --- VGL030 conflicting-rules
 def test_conflicting_rules_same_conditions_opposite_actions_is_an_error_on_the_later_rule():
     when = '[{signal: auth_failures, op: ">", value: 10}]'
-    text = policy(rule("deny-it", when, category="security") + rule("allow-it", when, category="security", action="allow"))
+    text = policy(
+        rule("deny-it", when, category="security") + rule("allow-it", when, category="security", action="allow")
+    )
 
     finding = only(lint(text), "conflicting-rules")
 
@@ -415,10 +448,12 @@ def test_conflicting_rules_compares_conditions_not_their_order_or_spelling():
     assert only(lint(text), "conflicting-rules").rule_id == "b"
 
 
-# --- VGL031 overlapping-ranges -------------------------------------------------------------------------------------
+# --- VGL031 overlapping-ranges
 def test_overlapping_ranges_with_opposite_actions_name_the_overlap():
-    text = policy(rule("high", '[{signal: error_rate, op: ">", value: 0.05}]')
-                  + rule("low", '[{signal: error_rate, op: "<", value: 0.08}]', action="allow"))  # fmt: skip
+    text = policy(
+        rule("high", '[{signal: error_rate, op: ">", value: 0.05}]')
+        + rule("low", '[{signal: error_rate, op: "<", value: 0.08}]', action="allow")
+    )
 
     finding = only(lint(text), "overlapping-ranges")
 
@@ -428,18 +463,26 @@ def test_overlapping_ranges_with_opposite_actions_name_the_overlap():
 
 
 def test_overlapping_ranges_for_different_systems_do_not_overlap():
-    text = policy(rule("a", '[{attribute: system, op: "==", value: s1}, {signal: error_rate, op: ">", value: 0.05}]')
-                  + rule("b", '[{attribute: system, op: "==", value: s2}, {signal: error_rate, op: "<", value: 0.08}]',
-                         action="allow"))  # fmt: skip
+    text = policy(
+        rule("a", '[{attribute: system, op: "==", value: s1}, {signal: error_rate, op: ">", value: 0.05}]')
+        + rule(
+            "b",
+            '[{attribute: system, op: "==", value: s2}, {signal: error_rate, op: "<", value: 0.08}]',
+            action="allow",
+        )
+    )
 
     assert named(lint(text), "overlapping-ranges") == []
 
 
-# --- VGL032 shadowed-rule ------------------------------------------------------------------------------------------
+# --- VGL032 shadowed-rule
 def test_shadowed_rule_a_broader_earlier_rule_hides_a_narrower_later_one():
-    text = policy(rule("broad", '[{signal: schema_violations, op: ">", value: 5}]', category="data_quality")
-                  + rule("narrow", '[{signal: schema_violations, op: ">", value: 50}]', category="data_quality",
-                         action="escalate"))  # fmt: skip
+    text = policy(
+        rule("broad", '[{signal: schema_violations, op: ">", value: 5}]', category="data_quality")
+        + rule(
+            "narrow", '[{signal: schema_violations, op: ">", value: 50}]', category="data_quality", action="escalate"
+        )
+    )
 
     finding = only(lint(text), "shadowed-rule")
 
@@ -455,26 +498,41 @@ def test_shadowed_rule_a_rule_without_conditions_shadows_every_later_rule():
 
 
 def test_shadowed_rule_an_attribute_superset_shadows():
-    text = policy(rule("two", '[{attribute: team, op: in, value: [a, b]}]')
-                  + rule("one", '[{attribute: team, op: in, value: [a]}, {signal: psi, op: ">", value: 0.2}]'))  # fmt: skip
+    text = policy(
+        rule("two", "[{attribute: team, op: in, value: [a, b]}]")
+        + rule("one", '[{attribute: team, op: in, value: [a]}, {signal: psi, op: ">", value: 0.2}]')
+    )
 
     assert only(lint(text), "shadowed-rule").rule_id == "one"
 
 
 def test_a_narrower_rule_before_a_broader_one_is_fine():
-    text = policy(rule("narrow", '[{signal: schema_violations, op: ">", value: 50}]', category="data_quality",
-                       severity="critical", action="escalate")
-                  + rule("broad", '[{signal: schema_violations, op: ">", value: 5}]', category="data_quality"))  # fmt: skip
+    text = policy(
+        rule(
+            "narrow",
+            '[{signal: schema_violations, op: ">", value: 50}]',
+            category="data_quality",
+            severity="critical",
+            action="escalate",
+        )
+        + rule("broad", '[{signal: schema_violations, op: ">", value: 5}]', category="data_quality")
+    )
 
     report = lint(text)
 
     assert report.counts["error"] == report.counts["warning"] == 0
 
 
-# --- VGL033 unreachable-rule ---------------------------------------------------------------------------------------
+# --- VGL033 unreachable-rule
 def test_unreachable_rule_contradictory_numeric_conditions():
-    text = policy(rule("band", '[{signal: prompt_injection_score, op: ">", value: 0.9}, '
-                               '{signal: prompt_injection_score, op: "<", value: 0.5}]', category="security"))  # fmt: skip
+    text = policy(
+        rule(
+            "band",
+            '[{signal: prompt_injection_score, op: ">", value: 0.9}, '
+            '{signal: prompt_injection_score, op: "<", value: 0.5}]',
+            category="security",
+        )
+    )
 
     finding = only(lint(text), "unreachable-rule")
 
@@ -499,15 +557,17 @@ def test_unreachable_rule_an_attribute_outside_the_policy_scope():
 
 
 def test_an_unreachable_rule_neither_shadows_nor_conflicts():
-    text = policy(rule("never", '[{signal: psi, op: ">", value: 0.5}, {signal: psi, op: "<", value: 0.1}]')
-                  + rule("later", '[{signal: psi, op: ">", value: 0.6}]', action="allow"))  # fmt: skip
+    text = policy(
+        rule("never", '[{signal: psi, op: ">", value: 0.5}, {signal: psi, op: "<", value: 0.1}]')
+        + rule("later", '[{signal: psi, op: ">", value: 0.6}]', action="allow")
+    )
 
     report = lint(text)
 
     assert named(report, "shadowed-rule") == named(report, "conflicting-rules") == []
 
 
-# --- VGL040 coverage-gap -------------------------------------------------------------------------------------------
+# --- VGL040 coverage-gap
 def test_coverage_gap_is_info_per_category_and_the_matrix_lists_the_rules():
     text = policy(rule("a", '[{signal: psi, op: ">", value: 0.2}]', category="data_quality", severity="high"))
 
@@ -524,7 +584,7 @@ def test_coverage_gap_is_info_per_category_and_the_matrix_lists_the_rules():
     assert len(report.as_json()["coverage"]["gaps"]) == 24
 
 
-# --- VGL041 regulatory-gap -----------------------------------------------------------------------------------------
+# --- VGL041 regulatory-gap
 HIGH_RISK = HEAD.replace("[limited]", "[high]")
 
 
@@ -534,8 +594,12 @@ def test_regulatory_gap_a_high_risk_policy_without_obligations_cites_each_articl
     gaps = named(lint(text), "regulatory-gap")
 
     assert {f.article: f.level for f in gaps} == {
-        "Art. 14": "warning", "Art. 12": "warning", "Art. 15": "warning", "Art. 73": "warning", "Art. 10": "info",
-    }  # fmt: skip
+        "Art. 14": "warning",
+        "Art. 12": "warning",
+        "Art. 15": "warning",
+        "Art. 73": "warning",
+        "Art. 10": "info",
+    }
     art14 = next(f for f in gaps if f.article == "Art. 14")
     assert art14.code == "VGL041"
     assert art14.references == ({"framework": "eu_ai_act", "ref": "Art. 14"},)
@@ -556,9 +620,14 @@ def test_regulatory_gap_is_not_reported_for_a_limited_risk_scope():
 
 
 def test_regulatory_gap_art_15_needs_a_cited_measured_model_perf_or_security_rule():
-    cited_unmeasured = rule("a", category="model_perf", extra='      references: [{framework: eu_ai_act, ref: "Art. 15"}]')
-    cited_measured = rule("b", '[{metric: exact_match, suite: accuracy, op: "<", value: 0.8}]',
-                          extra='      references: [{framework: eu_ai_act, ref: "Art. 15(1)"}]')  # fmt: skip
+    cited_unmeasured = rule(
+        "a", category="model_perf", extra='      references: [{framework: eu_ai_act, ref: "Art. 15"}]'
+    )
+    cited_measured = rule(
+        "b",
+        '[{metric: exact_match, suite: accuracy, op: "<", value: 0.8}]',
+        extra='      references: [{framework: eu_ai_act, ref: "Art. 15(1)"}]',
+    )
 
     unmeasured = {f.article for f in named(lint(policy(cited_unmeasured, head=HIGH_RISK)), "regulatory-gap")}
     measured = {f.article for f in named(lint(policy(cited_measured, head=HIGH_RISK)), "regulatory-gap")}
@@ -567,7 +636,7 @@ def test_regulatory_gap_art_15_needs_a_cited_measured_model_perf_or_security_rul
     assert "Art. 15" not in measured
 
 
-# --- VGL042 unknown-reference ----------------------------------------------------------------------------------------
+# --- VGL042 unknown-reference
 @pytest.mark.parametrize(
     ("framework", "ref", "message"),
     [
@@ -594,17 +663,25 @@ def test_unknown_reference_is_a_warning_citing_the_reference(framework, ref, mes
 @pytest.mark.parametrize(
     ("framework", "ref"),
     [
-        ("eu_ai_act", "Art. 14"), ("eu_ai_act", "Article 15(1)"), ("eu_ai_act", "Art. 10(2)(f)"),
-        ("eu_ai_act", "Annex III"), ("eu_ai_act", "Art. 113"), ("nist_ai_rmf", "GOVERN"),
-        ("nist_ai_rmf", "MEASURE 2.13"), ("nist_ai_rmf", "map 1.6"), ("iso_42001", "8.4"),
-        ("iso_42001", "9.2.1"), ("iso_42001", "A.6.2.6"), ("iso_42001", "A.10"),
+        ("eu_ai_act", "Art. 14"),
+        ("eu_ai_act", "Article 15(1)"),
+        ("eu_ai_act", "Art. 10(2)(f)"),
+        ("eu_ai_act", "Annex III"),
+        ("eu_ai_act", "Art. 113"),
+        ("nist_ai_rmf", "GOVERN"),
+        ("nist_ai_rmf", "MEASURE 2.13"),
+        ("nist_ai_rmf", "map 1.6"),
+        ("iso_42001", "8.4"),
+        ("iso_42001", "9.2.1"),
+        ("iso_42001", "A.6.2.6"),
+        ("iso_42001", "A.10"),
     ],
-)  # fmt: skip
+)
 def test_real_references_are_accepted(framework, ref):
     assert reference_problem(framework, ref) is None
 
 
-# --- VGL043 prohibited-practice-allowed ------------------------------------------------------------------------------
+# --- VGL043 prohibited-practice-allowed
 def test_prohibited_a_scope_with_prohibited_systems_and_default_allow_is_an_error():
     text = policy(rule("a", action="escalate"), head=HEAD.replace("[limited]", "[limited, prohibited]"))
 
@@ -616,9 +693,12 @@ def test_prohibited_a_scope_with_prohibited_systems_and_default_allow_is_an_erro
 
 
 def test_prohibited_a_rule_allowing_prohibited_systems_is_an_error():
-    head = HEAD.replace("  scope: {risk_class: [limited]}\n", "").replace("default_action: allow", "default_action: deny")
-    text = policy(rule("let-them", '[{attribute: risk_class, op: in, value: [prohibited, minimal]}]', action="allow"),
-                  head=head)  # fmt: skip
+    head = HEAD.replace("  scope: {risk_class: [limited]}\n", "").replace(
+        "default_action: allow", "default_action: deny"
+    )
+    text = policy(
+        rule("let-them", "[{attribute: risk_class, op: in, value: [prohibited, minimal]}]", action="allow"), head=head
+    )
 
     finding = only(lint(text), "prohibited-practice-allowed")
 
@@ -626,7 +706,7 @@ def test_prohibited_a_rule_allowing_prohibited_systems_is_an_error():
     assert finding.path == "spec.rules.0.when.0"
 
 
-# --- documents instead of text ------------------------------------------------------------------------------------------
+# --- documents instead of text
 def test_a_parsed_document_lints_the_same_without_positions():
     text = (EXAMPLES / "every-finding.yaml").read_text()
     from_text = lint(text)
@@ -639,15 +719,19 @@ def test_a_parsed_document_lints_the_same_without_positions():
 
 
 def test_non_json_values_in_a_document_are_syntax_findings():
-    document = {"apiVersion": "vigil/v1", "kind": "Policy", "metadata": {"id": "x", "name": "X", "labels": {1: "a"}},
-                "spec": {"default_action": "allow", "rules": [], "when": {1, 2}}}  # fmt: skip
+    document = {
+        "apiVersion": "vigil/v1",
+        "kind": "Policy",
+        "metadata": {"id": "x", "name": "X", "labels": {1: "a"}},
+        "spec": {"default_action": "allow", "rules": [], "when": {1, 2}},
+    }
 
     paths = {f.path for f in named(policy_lint(document=document), "syntax")}
 
     assert paths == {"metadata.labels", "spec.when"}
 
 
-# --- outputs ------------------------------------------------------------------------------------------------------------
+# --- outputs
 def test_json_output_round_trips_and_counts_match_the_findings():
     report = lint((EXAMPLES / "every-finding.yaml").read_text(), filename="every-finding.yaml")
 
@@ -657,8 +741,19 @@ def test_json_output_round_trips_and_counts_match_the_findings():
     assert body["ok"] is False
     assert sum(body["counts"].values()) == len(body["findings"]) == len(report.findings)
     assert body["counts"] == report.counts
-    assert {"code", "name", "level", "message", "path", "line", "column", "rule_id", "references", "article",
-            "related"} <= set(body["findings"][0])  # fmt: skip
+    assert {
+        "code",
+        "name",
+        "level",
+        "message",
+        "path",
+        "line",
+        "column",
+        "rule_id",
+        "references",
+        "article",
+        "related",
+    } <= set(body["findings"][0])
 
 
 def test_sarif_output_has_the_required_structure_and_describes_every_finding_class():
