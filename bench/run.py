@@ -45,13 +45,21 @@ def main() -> None:
     django.setup()
     from django.core.management import call_command
 
-    from bench import bench_foundation, bench_hitl, bench_incidents, bench_oversight, bench_ratelimit
+    from bench import (
+        bench_foundation,
+        bench_hitl,
+        bench_incidents,
+        bench_oversight,
+        bench_policy_lint,
+        bench_ratelimit,
+    )
     from bench.harness import write_summary
 
     call_command("migrate", verbosity=0)
     benchmarks = {"foundation": bench_foundation.run, "oversight": bench_oversight.run, "hitl": bench_hitl.run}
     benchmarks["incidents"] = bench_incidents.run
     benchmarks["ratelimit"] = bench_ratelimit.run
+    benchmarks["policy_lint"] = bench_policy_lint.run
     selected = sys.argv[1:] or list(benchmarks)
     for name in selected:
         print(f"== {name}")

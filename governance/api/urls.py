@@ -1,7 +1,7 @@
 from django.urls import re_path
 from rest_framework_simplejwt.views import TokenBlacklistView, TokenRefreshView
 
-from governance.api import deployments, gateway, views
+from governance.api import deployments, gateway, policies, views
 from governance.api.auth_views import TokenObtainView
 from governance.api.routers import OptionalSlashRouter
 
@@ -24,5 +24,7 @@ urlpatterns = [
     re_path(r"^gateway/llm-generate/?$", gateway.LLMGenerateView.as_view(), name="gateway_llm_generate"),
     re_path(r"^eval/(?P<suite>[^/]+)/run/?$", gateway.EvaluationSuiteRunView.as_view(), name="eval_run"),
     re_path(r"^cicd/gate/?$", gateway.CICDGateView.as_view(), name="cicd_gate"),
+    re_path(r"^policies/lint/?$", policies.PolicyLintView.as_view(), name="policy_lint"),
+    re_path(r"^policies/schema/?$", policies.PolicySchemaView.as_view(), name="policy_schema"),
     *router.urls,
 ]
