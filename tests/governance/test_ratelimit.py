@@ -343,7 +343,7 @@ def test_cleanup_task_uses_the_current_time_and_is_scheduled_every_15_minutes():
     hit(key="user:now")  # the database clock: current window, not expired
 
     with time_machine.travel(T0 + timedelta(days=1), tick=False):
-        assert ratelimit_cleanup.apply().get() == 1
+        assert ratelimit_cleanup.apply().get() == {"rate_limits": 1, "governed_changes": 0}
     assert list(RateLimit.objects.values_list("key", flat=True)) == ["user:now"]
     spec = next(s for s in SCHEDULES if s.task == "governance.ratelimit_cleanup")
     assert spec.every_seconds == 900
