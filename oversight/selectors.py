@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+from collections import defaultdict
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from uuid import UUID
 
-from django.db.models import F, OuterRef, Q, QuerySet, Subquery, UUIDField
+from django.db import connection
+from django.db.models import (
+    Aggregate,
+    Avg,
+    Count,
+    F,
+    FloatField,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    UUIDField,
+)
 from django.db.models.functions import Coalesce
 
 from governance.models import AISystem, User
@@ -94,3 +111,88 @@ def alert_get_for_user(*, user: User, alert_id: str) -> Alert | None:
     except ValueError:
         return None
     return alerts_for_user(user=user).filter(pk=key).first()
+
+
+# --- signal aggregates (the policy evaluator's view of telemetry) ------------------------------------------
+class PercentileCont(Aggregate):
+    """PostgreSQL's ``percentile_cont(fraction) WITHIN GROUP (ORDER BY expression)``."""
+
+    function = "percentile_cont"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression, *, fraction: float, **extra):
+        if not 0 <= fraction <= 1:
+            raise ValueError("fraction must lie in [0, 1]")
+        super().__init__(expression, fraction=float(fraction), **extra)
+
+
+SIGNAL_AGGREGATES = ("last", "min", "max", "avg", "sum", "count", "p50", "p95", "p99")
+_PERCENTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
+
+
+def signal_aggregates(
+    *, system_ids: Iterable[UUID], signal: str, category: str | None, window: timedelta, until: datetime
+) -> dict[UUID, dict[str, float | None]]:
+    """``{system id: {aggregate: value}}`` of one signal's events with ``until - window < occurred_at ≤ until``,
+    for every aggregate of ``SIGNAL_AGGREGATES``; systems without such events get count and sum 0 and
+    None for the rest. ``category`` narrows to events of that category when given.
+
+    Three queries whatever the number of systems, each on the ``(system, signal, occurred_at)`` index:
+    count/sum/avg/min/max together, the latest value (``last``: newest ``occurred_at``, ties broken by
+    the newest arrival), and the percentiles (``percentile_cont`` on PostgreSQL; computed from the values
+    on SQLite, which is for development only).
+    """
+    ids = list(dict.fromkeys(system_ids))
+    result: dict[UUID, dict[str, float | None]] = {
+        system_id: {"count": 0.0, "sum": 0.0, **dict.fromkeys(("last", "min", "max", "avg", "p50", "p95", "p99"))}
+        for system_id in ids
+    }
+    if not ids:
+        return result
+    events = EventRaw.objects.filter(
+        system_id__in=ids, signal=signal, occurred_at__gt=until - window, occurred_at__lte=until
+    )
+    if category:
+        events = events.filter(category=category)
+    rows = events.values("system_id").annotate(
+        n=Count("event_id"), total=Sum("value"), mean=Avg("value"), low=Min("value"), high=Max("value")
+    )
+    for row in rows.order_by():
+        result[row["system_id"]].update(
+            count=float(row["n"]), sum=float(row["total"]), avg=row["mean"], min=row["low"], max=row["high"]
+        )
+    present = [system_id for system_id in ids if result[system_id]["count"]]
+    if not present:
+        return result
+    latest = events.filter(system_id=OuterRef("pk")).order_by("-occurred_at", "-received_at")
+    for system_id, value in (
+        AISystem.objects.filter(pk__in=present)
+        .annotate(last=Subquery(latest.values("value")[:1]))
+        .values_list("pk", "last")
+    ):
+        result[system_id]["last"] = value
+    if connection.vendor == "postgresql":
+        rows = (
+            events.filter(system_id__in=present)
+            .values("system_id")
+            .annotate(**{name: PercentileCont("value", fraction=q) for name, q in _PERCENTILES.items()})
+        )
+        for row in rows.order_by():
+            result[row["system_id"]].update({name: row[name] for name in _PERCENTILES})
+    else:
+        values: dict[UUID, list[float]] = defaultdict(list)
+        for system_id, value in events.filter(system_id__in=present).values_list("system_id", "value"):
+            values[system_id].append(value)
+        for system_id, series in values.items():
+            series.sort()
+            result[system_id].update({name: _percentile(series, q) for name, q in _PERCENTILES.items()})
+    return result
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (what PostgreSQL's ``percentile_cont`` computes)."""
+    position = (len(sorted_values) - 1) * q
+    lower = int(position)
+    upper = min(lower + 1, len(sorted_values) - 1)
+    return sorted_values[lower] + (sorted_values[upper] - sorted_values[lower]) * (position - lower)
