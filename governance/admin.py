@@ -312,5 +312,5 @@ class AuditVerificationAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
 
 
-# Registered from their own modules: caller activity, the governed-change log and Deployment admins.
-from governance import admin_activity, admin_changes, admin_deployments  # noqa: E402,F401
+# Registered from their own modules: caller activity, the governed-change log, Deployment and Policy admins.
+from governance import admin_activity, admin_changes, admin_deployments, admin_policies  # noqa: E402,F401

@@ -122,6 +122,11 @@ class AuditAction(models.TextChoices):
     BYPASS_DETECTED = "security.bypass_detected", "Governance bypass detected"
     DEPLOYMENT_RECORDED = "deployment.recorded", "Deployment recorded"
     REVIEW_REQUESTED = "review.requested", "Review requested"
+    POLICY_CREATED = "policy.created", "Policy created"
+    POLICY_VERSION_CREATED = "policy.version_created", "Policy version created"
+    POLICY_ACTIVATED = "policy.activated", "Policy version activated"
+    POLICY_DEACTIVATED = "policy.deactivated", "Policy deactivated"
+    POLICY_SHADOW_REPLAYED = "policy.shadow_replayed", "Policy version shadow-replayed"
 
 
 class GateVerdict(models.TextChoices):

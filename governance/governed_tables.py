@@ -15,6 +15,9 @@ Checked write paths (services, API, admin, data migrations) per table:
 - ``rca_templates``: ``rca_template_update``; seeded by a data migration.
 - ``governance_controlassessment``, ``governance_evaluationrun``: ``assessments`` services (the API,
   the eval suites, the demo seed) and the audited admin; evidence is never deleted.
+- ``policies``, ``policy_versions``: the ``governance.services.policies`` functions, which the API, the admin
+  and its actions call (the admin edits nothing directly); versions are never deleted (a trigger refuses it).
+  Whoever fills a version's shadow report audits ``policy.shadow_replayed`` in the same transaction.
 
 Not governed (Vigil writes them without an audit entry per write): ``governance_user`` (``last_login``
 on every token), ``review_decisions`` (shadow-mode policies record what they would decide, unaudited),
@@ -28,7 +31,8 @@ so seeding defaults on install or upgrade is not reported. ``post_migrate`` re-s
 is not accounted for (a flush empties the audit log too: development and tests only).
 
 Changing ``GOVERNED_TABLES`` needs a migration that calls ``triggers_install_sql`` / ``triggers_drop_sql``
-for the difference; both are idempotent.
+for the difference (naming the tables itself: a migration must not read this tuple, which grows later);
+both are idempotent.
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ GOVERNED_TABLES: tuple[str, ...] = (
     "governance_user_teams",
     "platform_config",
     "platform_config_history",
+    "policies",
+    "policy_versions",
     "rca_templates",
 )
 # A write to one of these is critical whatever the operation: configuration, privileges, and what

@@ -6,10 +6,10 @@ from datetime import datetime
 from uuid import UUID
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import Model, QuerySet
+from django.db.models import Count, Model, Prefetch, QuerySet
 
 from governance.choices import AuditAction
-from governance.models import AISystem, AuditLog, Team, User
+from governance.models import AISystem, AuditLog, Policy, PolicyVersion, Team, User
 
 _UNSET = object()
 
@@ -102,3 +102,32 @@ def cicd_gate_entry_latest(*, system: AISystem, artifact: str, at: datetime) -> 
         .order_by("-seq")
         .first()
     )
+
+
+def policy_list() -> QuerySet[Policy]:
+    """Policies with their team, active version, version count and latest version, without the versions'
+    contents (two queries per page). Every role reads every policy (``Policy.team_scope_path`` is None)."""
+    heavy = ("content", "document", "shadow_report")
+    latest = (
+        PolicyVersion.objects.select_related("created_by", "activated_by")
+        .defer(*heavy)
+        .order_by("policy_id", "-version")
+    )
+    return (
+        Policy.objects.select_related(
+            "team", "created_by", "active_version__created_by", "active_version__activated_by"
+        )
+        .defer(*(f"active_version__{name}" for name in heavy))
+        .annotate(version_count=Count("versions"))
+        .prefetch_related(Prefetch("versions", queryset=latest[:1], to_attr="latest_versions"))
+    )
+
+
+def policy_get_by_ref(*, ref: str, queryset: QuerySet[Policy] | None = None) -> Policy | None:
+    """A policy by its id or its key (``metadata.id``)."""
+    queryset = policy_list() if queryset is None else queryset
+    if is_uuid(ref):
+        found = queryset.filter(pk=as_uuid(ref)).first()
+        if found is not None:
+            return found
+    return queryset.filter(key=ref).first()

@@ -14,6 +14,8 @@ router.register("control-assessments", views.ControlAssessmentViewSet, basename=
 router.register("evaluation-runs", views.EvaluationRunViewSet, basename="evaluationrun")
 router.register("audit", views.AuditLogViewSet, basename="auditlog")
 router.register("deployments", deployments.DeploymentViewSet, basename="deployment")
+router.register("policies", policies.PolicyViewSet, basename="policy")
+router.register(r"policies/(?P<policy_ref>[^/]+)/versions", policies.PolicyVersionViewSet, basename="policyversion")
 
 urlpatterns = [
     re_path(r"^auth/token/?$", TokenObtainView.as_view(), name="token_obtain"),
@@ -26,5 +28,6 @@ urlpatterns = [
     re_path(r"^cicd/gate/?$", gateway.CICDGateView.as_view(), name="cicd_gate"),
     re_path(r"^policies/lint/?$", policies.PolicyLintView.as_view(), name="policy_lint"),
     re_path(r"^policies/schema/?$", policies.PolicySchemaView.as_view(), name="policy_schema"),
+    # The router's routes come after: /policies/lint and /policies/schema are not policies named lint or schema.
     *router.urls,
 ]

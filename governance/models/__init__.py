@@ -5,6 +5,7 @@ from governance.models.capabilities import Capability, ControlAssessment, Evalua
 from governance.models.changes import AuditedTransaction, GovernedChange
 from governance.models.deployments import Deployment
 from governance.models.organization import AISystem, Team, User
+from governance.models.policies import ContentFormat, Policy, PolicyVersion, PolicyVersionImmutable
 from governance.models.ratelimit import RateLimit
 
 __all__ = [
@@ -14,10 +15,14 @@ __all__ = [
     "AuditedTransaction",
     "CallerActivity",
     "Capability",
+    "ContentFormat",
     "ControlAssessment",
     "Deployment",
     "EvaluationRun",
     "GovernedChange",
+    "Policy",
+    "PolicyVersion",
+    "PolicyVersionImmutable",
     "RateLimit",
     "Team",
     "User",

@@ -51,6 +51,11 @@ def _slug(value: Any) -> bool:
     return isinstance(value, str) and _SLUG.search(value) is not None
 
 
+def slug_conforms(value: Any) -> bool:
+    """Whether ``value`` is a slug as the format defines one (policy and rule ids, team slugs)."""
+    return _slug(value)
+
+
 def _name(value: Any) -> bool:
     return isinstance(value, str) and _NAME.search(value) is not None
 

@@ -257,6 +257,9 @@ class LintReport:
     rule_count: int
     linted_at: datetime
     truncated: bool = False
+    # The parsed document as the linter read it (plain JSON data; None when the text did not parse). Not
+    # part of the report's JSON: policy versions store it.
+    document: Any = field(default=None, repr=False, compare=False)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -1563,6 +1566,7 @@ def policy_lint(
             rule_count=len(rules) if isinstance(rules, list) else 0,
             linted_at=linted_at,
             truncated=truncated,
+            document=data,
         )
 
     try:
