@@ -17,11 +17,11 @@ from governance.api.serializers import EvaluationRunSerializer
 from governance.choices import SERVICE_ROLES, Role
 from governance.models import AISystem
 from governance.selectors import ai_system_get_by_ref
+from governance.services.cicd_gate import MAX_EVAL_RUNS, MAX_POLICIES, GateRequestInvalid, cicd_gate_decide
 from governance.services.gateway import (
     EVALUATION_SUITES,
     EvaluationInvalid,
     GatewayError,
-    cicd_gate_decide,
     evaluation_suite_get,
     evaluation_suite_run,
     gateway_chat_complete,
@@ -251,13 +251,39 @@ class EvaluationSuiteRunView(APIView):
 class CICDGateSerializer(serializers.Serializer):
     system = serializers.CharField(max_length=200, help_text="The AI system's id or unique name.")
     artifact = serializers.CharField(max_length=500, help_text="What is to be deployed (image digest, model URI…).")
+    version = serializers.CharField(
+        max_length=200, required=False, default="", allow_blank=True, help_text="The artifact's version, recorded."
+    )
+    eval_run_ids = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        default=list,
+        max_length=MAX_EVAL_RUNS,
+        help_text="Evaluation runs of this artifact: each must be the system's and pass; they are the freshest "
+        "evidence for the policies. Without them the latest result of every suite/metric counts.",
+    )
     policy_ids = serializers.ListField(
         child=serializers.CharField(max_length=200),
         required=False,
         default=list,
-        max_length=100,
-        help_text="Recorded with the decision; policy evaluation is not part of the minimal gate.",
+        max_length=MAX_POLICIES,
+        help_text="Policies to apply (id or key, optionally key@version); default: every active policy whose "
+        "scope includes the system.",
     )
+
+
+class GatePolicyOutcomeSerializer(serializers.Serializer):
+    policy = serializers.CharField()
+    version = serializers.IntegerField(allow_null=True)
+    valid = serializers.BooleanField()
+    action = serializers.CharField(
+        allow_null=True, help_text="allow, deny, escalate, require_review or not_applicable."
+    )
+    rule_id = serializers.CharField(allow_null=True, required=False)
+    severity = serializers.CharField(allow_null=True, required=False)
+    level = serializers.CharField(allow_null=True, required=False)
+    reasons = serializers.ListField(child=serializers.CharField(), required=False)
+    missing = serializers.ListField(child=serializers.CharField(), required=False)
 
 
 class CICDGateResponseSerializer(serializers.Serializer):
@@ -265,13 +291,19 @@ class CICDGateResponseSerializer(serializers.Serializer):
     reasons = serializers.ListField(child=serializers.CharField(), help_text="Why it was denied (empty on allow).")
     checked_at = serializers.DateTimeField()
     system = serializers.UUIDField()
+    system_name = serializers.CharField()
     artifact = serializers.CharField()
+    version = serializers.CharField()
     policy_ids = serializers.ListField(child=serializers.CharField())
+    policies = GatePolicyOutcomeSerializer(many=True, help_text="Each policy considered, with its decision.")
+    eval_run_ids = serializers.ListField(child=serializers.UUIDField())
+    audit_entry = serializers.UUIDField(help_text="The cicd.gate_decided audit entry of this decision.")
 
 
 class CICDGateView(APIView):
-    """The minimal deployment gate: deny while the system has an open critical or serious incident or a failed
-    latest evaluation; allow otherwise. Every decision is audited ``cicd.gate_decided``."""
+    """The CI/CD gate: deny when a policy is invalid or does not allow, an evaluation fails its threshold, or the
+    system has an open critical/serious incident or a pending high/critical review; allow otherwise. Every
+    decision is audited ``cicd.gate_decided``."""
 
     write_roles = CICD_GATE_ROLES
 
@@ -290,16 +322,29 @@ class CICDGateView(APIView):
         body.is_valid(raise_exception=True)
         data = body.validated_data
         system = _system_for(request, data["system"])
-        decision = cicd_gate_decide(
-            caller=request.user, system=system, artifact=data["artifact"], policy_ids=data["policy_ids"]
-        )
+        try:
+            decision = cicd_gate_decide(
+                caller=request.user,
+                system=system,
+                artifact=data["artifact"],
+                version=data["version"],
+                policy_ids=data["policy_ids"],
+                eval_run_ids=data["eval_run_ids"],
+            )
+        except GateRequestInvalid as exc:
+            raise exceptions.ValidationError(exc.fields) from exc
         return Response(
             {
                 "decision": decision.decision,
                 "reasons": decision.reasons,
                 "checked_at": decision.checked_at,
                 "system": system.pk,
+                "system_name": system.name,
                 "artifact": decision.artifact,
+                "version": decision.version,
                 "policy_ids": decision.policy_ids,
+                "policies": decision.policies,
+                "eval_run_ids": decision.evaluation_run_ids,
+                "audit_entry": decision.audit_entry.pk,
             }
         )

@@ -49,11 +49,18 @@ from governance.services.policies import (
     PolicyVersionNotValidated,
     policy_create,
     policy_deactivate,
+    policy_may_write,
     policy_version_activate,
     policy_version_create,
     policy_version_diff,
 )
 from governance.services.policy_lint import MAX_DOCUMENT_BYTES, policy_lint, policy_schema
+from governance.services.policy_replay import (
+    DEFAULT_REPLAY_DAYS,
+    MAX_REPLAY_DAYS,
+    PolicyNotReplayable,
+    policy_shadow_replay,
+)
 from oversight.api.serializers import ErrorEnvelopeSerializer
 
 YAML_FILENAME = "request.yaml"
@@ -225,6 +232,10 @@ class PolicySchemaView(APIView):
 # --- policies and their versions ---------------------------------------------------------------------------
 POLICY_READERS = HUMAN_ROLES | {Role.CICD}
 POLICY_WRITERS = frozenset({Role.ADMIN, Role.GOVERNANCE_LEAD})
+
+
+class ShadowReplayRequestSerializer(serializers.Serializer):
+    days = serializers.IntegerField(min_value=1, max_value=MAX_REPLAY_DAYS, default=DEFAULT_REPLAY_DAYS)
 
 
 class PolicyVersionNotValidatedConflict(Conflict):
@@ -625,3 +636,34 @@ class PolicyVersionViewSet(
                 raise exceptions.ValidationError({"against": [f"no version {against_ref!r} of this policy"]})
         against.policy = self.policy
         return Response(policy_version_diff(version=target, against=against))
+
+    @extend_schema(
+        summary="Shadow replay: what this version would have decided over the last days, against the active one",
+        request=ShadowReplayRequestSerializer,
+        responses={
+            200: OpenApiResponse(
+                description="The replay report (also stored on the version as shadow_report): decisions evaluated "
+                "and changed, transitions, systems changed, rules fired, missing facts, today's decisions, and up "
+                "to 200 changed decisions."
+            ),
+            **_WRITE_ERRORS,
+            **_NOT_FOUND,
+            409: OpenApiResponse(ErrorEnvelopeSerializer, description="The version is not validated."),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="shadow-replay")
+    def shadow_replay(self, request, policy_ref=None, version=None):
+        """Evaluates every active AI system in either version's scope at the end of each of the last ``days``
+        days (default 30, at most 90) and now; audited ``policy.shadow_replayed``. Changes nothing else."""
+        target = self.get_object()
+        body = ShadowReplayRequestSerializer(data=request.data if isinstance(request.data, dict) else {})
+        body.is_valid(raise_exception=True)
+        if not policy_may_write(actor=request.user, team=self.policy.team):
+            raise exceptions.PermissionDenied("only admins and this policy's team's governance leads may replay it")
+        if not target.validated:
+            raise PolicyVersionNotValidatedConflict(PolicyVersionNotValidated(target))
+        try:
+            report = policy_shadow_replay(version=target, actor=request.user, days=body.validated_data["days"])
+        except PolicyNotReplayable as exc:
+            raise exceptions.ValidationError(exc.fields) from exc
+        return Response(report)

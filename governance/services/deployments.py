@@ -1,4 +1,4 @@
-"""Deployments reported by CI/CD pipelines, judged against the CI/CD gate (``cicd_gate_decide``)."""
+"""Deployments reported by CI/CD pipelines, judged against the CI/CD gate (``services.cicd_gate``)."""
 
 from __future__ import annotations
 

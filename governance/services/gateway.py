@@ -1,5 +1,5 @@
-"""The AI gateway: governed forwarding to an OpenAI-compatible upstream, evaluation suites run through it,
-and the minimal CI/CD gate.
+"""The AI gateway: governed forwarding to an OpenAI-compatible upstream, and evaluation suites run through it
+(the CI/CD gate is ``governance.services.cicd_gate``).
 
 The upstream is configured by environment only (``VIGIL_GATEWAY_UPSTREAM_URL`` = API base, requests go to
 ``{URL}/chat/completions``; ``VIGIL_GATEWAY_API_KEY``; ``VIGIL_GATEWAY_TIMEOUT``; ``VIGIL_GATEWAY_LOG_PROMPTS``).
@@ -18,17 +18,14 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import requests
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Window
-from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from governance.choices import AuditAction, EvaluationProvenance, Severity
+from governance.choices import AuditAction, EvaluationProvenance
 from governance.models import AISystem, EvaluationRun, User
 from governance.services.assessments import evaluation_run_record
 from governance.services.audit import audit_record
@@ -587,120 +584,3 @@ def evaluation_suite_run(
         )
         audit_record(action=AuditAction.EVAL_RUN, actor=caller, target=system, data=data)
     return EvaluationOutcome(run=run, request_id=request_id, latency_ms=latency_ms, calls=calls, usage=usage)
-
-
-# --- CI/CD gate -----------------------------------------------------------------------------------------
-
-GATE_ALLOW = "allow"
-GATE_DENY = "deny"
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    decision: str
-    reasons: list[str]
-    checked_at: datetime
-    system: AISystem
-    artifact: str
-    policy_ids: list[str]
-
-    @property
-    def allowed(self) -> bool:
-        return self.decision == GATE_ALLOW
-
-
-def _gate_incident_reasons(system: AISystem) -> list[str]:
-    # incidents builds on governance: imported here so the core app never needs it at import time.
-    from incidents.models import OPEN_INCIDENT_STATUSES, Incident
-
-    blocking = (
-        Incident.objects.filter(system=system, status__in=OPEN_INCIDENT_STATUSES)
-        .filter(Q(severity=Severity.CRITICAL) | Q(serious=True))
-        .order_by("opened_at")
-        .values("id", "title", "severity", "serious", "status")
-    )
-    reasons = []
-    for incident in blocking:
-        kinds = [
-            name
-            for name, on in (("critical", incident["severity"] == Severity.CRITICAL), ("serious", incident["serious"]))
-            if on
-        ]
-        reasons.append(
-            f"open {' and '.join(kinds)} incident {incident['id']} ({incident['status']}): {incident['title']}"
-        )
-    return reasons
-
-
-def _gate_evaluation_reasons(system: AISystem) -> list[str]:
-    """A failed latest run of any suite/metric blocks: a newer pass of one suite never hides another's fail.
-
-    A latest result of a suite the gateway runs that did not come from a gateway run (posted to
-    ``/evaluation-runs``) is unverified: it blocks whatever it claims, so a posted pass cannot hide a
-    failed gateway run."""
-    latest = (
-        EvaluationRun.objects.filter(system=system)
-        .annotate(
-            recency=Window(
-                expression=RowNumber(),
-                partition_by=[F("suite"), F("metric")],
-                order_by=[F("ran_at").desc(), F("created_at").desc()],
-            )
-        )
-        # ``passed`` is checked after the window: a filter on it here would run before the window ranks
-        # the runs, so an older failure would look like the latest run.
-        .filter(recency=1)
-        .order_by("suite", "metric")
-        .values("id", "suite", "metric", "value", "threshold", "ran_at", "passed", "provenance", "triggered_by")
-    )
-    reasons = []
-    for run in latest:
-        where = f"(run {run['id']}, {run['ran_at']:%Y-%m-%d %H:%M} UTC)"
-        if run["suite"] in EVALUATION_SUITES and run["provenance"] != EvaluationProvenance.GATEWAY:
-            by = f" by {run['triggered_by']}" if run["triggered_by"] else ""
-            reasons.append(
-                f"latest {run['suite']}/{run['metric']} result posted{by} without an eval run: unverified, "
-                f"it does not count as a pass; run the suite through /eval/{run['suite']}/run {where}"
-            )
-        elif not run["passed"]:
-            against = f"against threshold {run['threshold']:g}" if run["threshold"] is not None else "marked failed"
-            reasons.append(
-                f"latest {run['suite']}/{run['metric']} evaluation failed: {run['value']:g} {against} {where}"
-            )
-    return reasons
-
-
-def cicd_gate_decide(*, caller: User, system: AISystem, artifact: str, policy_ids: Sequence[str] = ()) -> GateDecision:
-    """Decide whether ``artifact`` of ``system`` may be deployed: deny while the system has an open critical
-    or serious incident, or when its latest run of any evaluation suite/metric failed or is an unverified
-    (posted, not run by the gateway) result of a gateway suite; allow otherwise.
-
-    ``policy_ids`` are recorded with the decision; evaluating policies is the policy engine's job and is
-    not part of this minimal gate. Guarantees: every decision is audited (``cicd.gate_decided`` with the
-    artifact, decision and reasons) in one short transaction; reads see committed data only.
-    """
-    reasons = _gate_incident_reasons(system) + _gate_evaluation_reasons(system)
-    decision = GateDecision(
-        decision=GATE_DENY if reasons else GATE_ALLOW,
-        reasons=reasons,
-        checked_at=timezone.now(),
-        system=system,
-        artifact=artifact,
-        policy_ids=list(policy_ids),
-    )
-    audit_record(
-        action=AuditAction.CICD_GATE_DECIDED,
-        actor=caller,
-        target=system,
-        data={
-            "caller": caller.get_username(),
-            "system": str(system.pk),
-            "system_name": system.name,
-            "artifact": artifact,
-            "decision": decision.decision,
-            "reasons": reasons,
-            "policy_ids": decision.policy_ids,
-            "checked_at": decision.checked_at,
-        },
-    )
-    return decision

@@ -29,6 +29,7 @@ from governance.services.audit import AuditEntry, audit_record, audit_record_man
 from governance.services.errors import InvalidFields
 from governance.services.policy_format import slug_conforms
 from governance.services.policy_lint import ERROR, MAX_DOCUMENT_BYTES, WARNING, LintReport, policy_lint
+from governance.services.policy_replay import replay_summary
 
 __all__ = [
     "RESERVED_POLICY_KEYS",
@@ -390,6 +391,8 @@ def policy_version_activate(*, version: PolicyVersion, actor: Any, reason: str =
                 "previous_version": previous.version if previous is not None else None,
                 "rollback": previous is not None and version.version < previous.version,
                 "reason": reason,
+                # What the shadow replay said before activation (policy_replay), so the decision is on record.
+                "shadow_replay": replay_summary(version.shadow_report),
             },
         )
     version.refresh_from_db()
