@@ -46,6 +46,7 @@ def main() -> None:
     from django.core.management import call_command
 
     from bench import (
+        bench_cicd_gate,
         bench_foundation,
         bench_hitl,
         bench_incidents,
@@ -60,6 +61,7 @@ def main() -> None:
     benchmarks["incidents"] = bench_incidents.run
     benchmarks["ratelimit"] = bench_ratelimit.run
     benchmarks["policy_lint"] = bench_policy_lint.run
+    benchmarks["cicd_gate"] = bench_cicd_gate.run
     selected = sys.argv[1:] or list(benchmarks)
     for name in selected:
         print(f"== {name}")

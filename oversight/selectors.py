@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -196,3 +197,83 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     lower = int(position)
     upper = min(lower + 1, len(sorted_values) - 1)
     return sorted_values[lower] + (sorted_values[upper] - sorted_values[lower]) * (position - lower)
+
+
+@dataclass(frozen=True)
+class SignalSeries:
+    """One signal (of one category, or any when None) over one window, and the aggregates wanted of it."""
+
+    signal: str
+    category: str | None
+    window: timedelta
+    aggregates: frozenset[str]
+
+
+def signal_aggregates_many(
+    *, system_ids: Iterable[UUID], series: Sequence[SignalSeries], until: datetime
+) -> dict[UUID, list[dict[str, float | None]]]:
+    """``{system id: [ {aggregate: value} for each series ]}`` — ``signal_aggregates`` for many series at once.
+
+    On PostgreSQL ONE query whatever the number of series and systems: the events of the wanted signals in
+    the longest window, grouped by system, each aggregate computed with ``FILTER (WHERE signal = … AND
+    occurred_at > until − window)`` (``last`` as the first of the values ordered newest first). Elsewhere
+    (SQLite, development) one ``signal_aggregates`` call per series. Same values either way: count and
+    sum are 0 without events, the other aggregates None.
+    """
+    ids = list(dict.fromkeys(system_ids))
+    empty = {"count": 0.0, "sum": 0.0}
+    result = {system_id: [{name: empty.get(name) for name in item.aggregates} for item in series] for system_id in ids}
+    if not ids or not series:
+        return result
+    if connection.vendor != "postgresql":
+        for index, item in enumerate(series):
+            values = signal_aggregates(system_ids=ids, signal=item.signal, category=item.category,
+                                       window=item.window, until=until)  # fmt: skip
+            for system_id in ids:
+                result[system_id][index] = {name: values[system_id][name] for name in item.aggregates}
+        return result
+    columns, params = [], []
+    for item in series:
+        condition = "signal = %s AND occurred_at > %s" + (" AND category = %s" if item.category else "")
+        condition_params = [item.signal, until - item.window] + ([item.category] if item.category else [])
+        for name in sorted(item.aggregates):
+            columns.append(_AGGREGATE_SQL[name].format(where=condition))
+            params.extend(condition_params)
+    longest = max(item.window for item in series)
+    # Only constant SQL fragments are formatted in; every value is a bound parameter.
+    sql = (
+        f"SELECT system_id, {', '.join(columns)} FROM events_raw "  # noqa: S608
+        "WHERE system_id = ANY(%s) AND signal = ANY(%s) AND occurred_at > %s AND occurred_at <= %s GROUP BY system_id"
+    )
+    params += [ids, sorted({item.signal for item in series}), until - longest, until]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    for system_id, *values in rows:
+        position = 0
+        for index, item in enumerate(series):
+            target = result[_as_uuid(system_id)][index]
+            for name in sorted(item.aggregates):
+                value = values[position]
+                position += 1
+                target[name] = float(value) if value is not None else empty.get(name)
+    return result
+
+
+# One SQL aggregate per name, each with its own FILTER; ``last`` is the newest value by event time, then arrival.
+_AGGREGATE_SQL = {
+    "count": "count(*) FILTER (WHERE {where})",
+    "sum": "sum(value) FILTER (WHERE {where})",
+    "avg": "avg(value) FILTER (WHERE {where})",
+    "min": "min(value) FILTER (WHERE {where})",
+    "max": "max(value) FILTER (WHERE {where})",
+    "last": "(array_agg(value ORDER BY occurred_at DESC, received_at DESC) FILTER (WHERE {where}))[1]",
+    **{
+        name: f"percentile_cont({q}) WITHIN GROUP (ORDER BY value) FILTER (WHERE {{where}})"
+        for name, q in _PERCENTILES.items()
+    },
+}
+
+
+def _as_uuid(value) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))

@@ -57,6 +57,12 @@ __all__ = [
 GATE_ALLOW = "allow"
 GATE_DENY = "deny"
 MAX_POLICIES = 100
+# Version columns the gate never reads (the document comes from ``_documents``' cache).
+_HEAVY_VERSION_FIELDS = ("content", "document", "shadow_report", "validation_errors")
+# Parsed documents by version id: versions are immutable (a trigger refuses changing them), so a cached
+# document is never stale; bounded so a long-running worker does not grow without end.
+_DOCUMENTS: dict[Any, dict[str, Any]] = {}
+_DOCUMENTS_MAX = 512
 MAX_EVAL_RUNS = 100
 _BLOCKING_REVIEW_SEVERITIES = (Severity.CRITICAL, Severity.HIGH)
 _ACTION_WORDS = {
@@ -113,7 +119,11 @@ def policy_versions_for_gate(
     Scope is checked by the evaluator, not here.
     """
     if not policy_ids:
-        policies = Policy.objects.filter(active_version__isnull=False).select_related("active_version")
+        policies = (
+            Policy.objects.filter(active_version__isnull=False)
+            .select_related("active_version")
+            .defer(*(f"active_version__{name}" for name in _HEAVY_VERSION_FIELDS))
+        )
         return [(policy, policy.active_version, None) for policy in policies.order_by("key")], {}
     errors: dict[str, list[str]] = {}
     refs = [_parse_policy_ref(ref) for ref in policy_ids]
@@ -197,6 +207,18 @@ def _latest_runs(system: AISystem) -> list[EvaluationRun]:
     """The latest run of every suite/metric of the system (a newer pass supersedes an older failure)."""
     return list(
         EvaluationRun.objects.filter(system=system)
+        .only(
+            "id",
+            "suite",
+            "metric",
+            "value",
+            "threshold",
+            "passed",
+            "ran_at",
+            "created_at",
+            "provenance",
+            "triggered_by",
+        )  # fmt: skip
         .annotate(
             recency=Window(
                 expression=RowNumber(),
@@ -254,19 +276,21 @@ def _policy_outcomes(
         if version is None:
             reasons.append(f"policy {policy.key!r} has no active version")
             outcomes.append({"policy": policy.key, "version": None, "action": None, "valid": False})
-        elif not version.validated or not version.document:
-            errors = (version.lint_counts or {}).get("error", len(version.validation_errors or []))
+        elif not version.validated:
+            errors = (version.lint_counts or {}).get("error", 0)
             reasons.append(f"policy {policy.key!r} version {version.version} is not valid ({errors} lint error(s))")
             outcomes.append({"policy": policy.key, "version": version.version, "action": None, "valid": False})
         else:
             usable.append((policy, version))
     if not usable:
         return reasons, outcomes
-    documents = [version.document for _, version in usable]
+    documents = _documents([version.pk for _, version in usable])
+    usable = [(policy, version) for policy, version in usable if documents.get(version.pk)]
+    documents = [documents[version.pk] for _, version in usable]
     facts = policy_facts(systems=[system], requirements=policy_requirements(*documents), at=now)[system.pk]
     facts = _with_named_runs(facts, runs)
-    for policy, version in usable:
-        decision: PolicyDecision = policy_decide(version.document, facts)
+    for (policy, version), document in zip(usable, documents, strict=True):
+        decision: PolicyDecision = policy_decide(document, facts)
         outcomes.append({"version": version.version, "valid": True, **decision.as_dict(), "policy": policy.key})
         if decision.applies and decision.action != GATE_ALLOW:
             rule = f"rule {decision.rule_id!r}" if decision.rule_id else "its default action"
@@ -275,6 +299,16 @@ def _policy_outcomes(
                 f"({rule}{', ' + decision.severity if decision.severity else ''}): {'; '.join(decision.reasons)}"
             )
     return reasons, outcomes
+
+
+def _documents(version_ids: list[Any]) -> dict[Any, dict[str, Any]]:
+    """The parsed documents of these (immutable) versions: from the cache, the rest in one query."""
+    missing = [pk for pk in version_ids if pk not in _DOCUMENTS]
+    if missing:
+        if len(_DOCUMENTS) + len(missing) > _DOCUMENTS_MAX:
+            _DOCUMENTS.clear()
+        _DOCUMENTS.update(PolicyVersion.objects.filter(pk__in=missing).values_list("pk", "document"))
+    return {pk: _DOCUMENTS[pk] for pk in version_ids if pk in _DOCUMENTS}
 
 
 def _with_named_runs(facts: SystemFacts, runs: list[EvaluationRun]) -> SystemFacts:

@@ -348,7 +348,7 @@ class MetricTimeline:
             )
             self._rows = [
                 row
-                for row in runs.iterator(chunk_size=2000)
+                for row in runs
                 # A posted result of a suite the gateway runs was never run: not evidence.
                 if not (row[2] in gateway_suites and row[5] == EvaluationProvenance.REPORTED)
             ]
@@ -367,20 +367,29 @@ class MetricTimeline:
 
 
 def signal_values(system_ids: Sequence[Any], wanted: Iterable[SignalKey], at: datetime) -> dict[Any, dict]:
-    """``{system id: {SignalKey: value}}`` as of ``at``: three queries per distinct (signal, category, window)."""
-    from oversight.selectors import signal_aggregates  # oversight builds on governance
+    """``{system id: {SignalKey: value}}`` as of ``at``: one query for every series on PostgreSQL
+    (``oversight.selectors.signal_aggregates_many``)."""
+    from oversight.selectors import SignalSeries, signal_aggregates_many  # oversight builds on governance
 
-    result: dict[Any, dict[SignalKey, float | None]] = {system_id: {} for system_id in system_ids}
     by_series: dict[tuple[str, str, int], list[SignalKey]] = defaultdict(list)
     for key in wanted:
         by_series[(key.signal, key.category, key.window_seconds)].append(key)
-    for (signal, category, seconds), keys in sorted(by_series.items()):
-        aggregates = signal_aggregates(
-            system_ids=system_ids, signal=signal, category=category or None, window=timedelta(seconds=seconds), until=at
-        )
-        for system_id, values in aggregates.items():
-            for key in keys:
-                result[system_id][key] = values.get(key.aggregate)
+    ordered = sorted(by_series)
+    series = [
+        SignalSeries(
+            signal=signal,
+            category=category or None,
+            window=timedelta(seconds=seconds),
+            aggregates=frozenset(key.aggregate for key in by_series[(signal, category, seconds)]),
+        )  # fmt: skip
+        for signal, category, seconds in ordered
+    ]
+    values = signal_aggregates_many(system_ids=system_ids, series=series, until=at)
+    result: dict[Any, dict[SignalKey, float | None]] = {system_id: {} for system_id in system_ids}
+    for system_id, per_series in values.items():
+        for index, name in enumerate(ordered):
+            for key in by_series[name]:
+                result[system_id][key] = per_series[index].get(key.aggregate)
     return result
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 from hypothesis import given
 from hypothesis import strategies as st
@@ -198,3 +199,28 @@ def test_percentile_lies_between_the_neighbouring_values(values, q):
     ordered = sorted(values)
     result = _percentile(ordered, q)
     assert ordered[0] <= result <= ordered[-1]
+
+
+@pytest.mark.django_db
+def test_many_series_at_once_agree_with_one_series_at_a_time(django_assert_max_num_queries):
+    from oversight.selectors import SIGNAL_AGGREGATES, SignalSeries, signal_aggregates_many
+
+    systems = [AISystemFactory(), AISystemFactory(), AISystemFactory()]
+    now = timezone.now()
+    _ingest(systems[0], "dp_gap", [0.05, 0.3, 0.1, 0.2, 0.15], at=now)
+    _ingest(systems[1], "dp_gap", [0.4], at=now - timedelta(hours=3))
+    _ingest(systems[1], "psi", [0.2, 0.1], at=now, category="data_quality")
+    series = [
+        SignalSeries("dp_gap", "fairness", timedelta(hours=24), frozenset(SIGNAL_AGGREGATES)),
+        SignalSeries("dp_gap", None, timedelta(hours=1), frozenset({"count", "max", "last"})),
+        SignalSeries("psi", "data_quality", timedelta(days=7), frozenset({"avg", "p95", "sum"})),
+    ]
+    ids = [system.pk for system in systems]
+    with django_assert_max_num_queries(1 if connection.vendor == "postgresql" else 12):
+        many = signal_aggregates_many(system_ids=ids, series=series, until=now)
+    for index, item in enumerate(series):
+        one = signal_aggregates(system_ids=ids, signal=item.signal, category=item.category, window=item.window,
+                                until=now)  # fmt: skip
+        for system_id in ids:
+            expected = {name: one[system_id][name] for name in item.aggregates}
+            assert many[system_id][index] == pytest.approx(expected), (item, system_id)
