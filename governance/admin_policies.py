@@ -11,7 +11,7 @@ from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from governance.admin_base import ReadOnlyAdmin
@@ -23,11 +23,13 @@ from governance.services.policies import (
     PolicyVersionNotValidated,
     policy_create,
     policy_deactivate,
+    policy_may_write,
     policy_version_activate,
     policy_version_create,
     policy_version_diff,
 )
 from governance.services.policy_lint import MAX_DOCUMENT_BYTES
+from governance.services.policy_replay import PolicyNotReplayable, policy_shadow_replay, replay_summary
 
 POLICY_WRITER_ROLES = (Role.ADMIN, Role.GOVERNANCE_LEAD)
 
@@ -214,12 +216,28 @@ class PolicyVersionAdmin(ReadOnlyAdmin):
     ordering = ["policy__key", "-version"]
     show_full_result_count = False
     fields = ["policy", "version", "validated", "lint_summary", "content_format", "content_sha256", "created_by",
-              "created_at", "activated_at", "activated_by", "shadow_replayed_at", "content"]  # fmt: skip
+              "created_at", "activated_at", "activated_by", "shadow_replayed_at", "shadow_replay",
+              "content"]  # fmt: skip
     readonly_fields = fields
-    actions = ["activate_selected", "deactivate_policies"]
+    actions = ["activate_selected", "shadow_replay_selected", "deactivate_policies"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).defer("document", "shadow_report")
+        return super().get_queryset(request).defer("document")
+
+    @admin.display(description="shadow replay")
+    def shadow_replay(self, obj: PolicyVersion) -> str:
+        """The replay's summary, then the systems whose decisions would change (most changes first)."""
+        report = obj.shadow_report
+        if not report:
+            return "not replayed — use the action “Shadow-replay the selected version”"
+        lines = [
+            (f"{entry['system_name']}: {entry['changes']} change(s), "
+             + ", ".join(f"{name} ×{count}" for name, count in entry["transitions"].items()),)
+            for entry in report.get("systems_changed", [])[:20]
+        ]  # fmt: skip
+        return format_html(
+            "{}<ul>{}</ul>", replay_summary(report), format_html_join("", "<li>{}</li>", lines) if lines else ""
+        )
 
     def has_write_permission(self, request):
         return _may_write(request)
@@ -292,6 +310,23 @@ class PolicyVersionAdmin(ReadOnlyAdmin):
             self.message_user(request, f"Not activated: {exc}.", level=messages.ERROR)
         else:
             self.message_user(request, f"{version} is now the active version of {version.policy.key}.")
+
+    @admin.action(description="Shadow-replay the selected version (last 30 days)", permissions=["write"])
+    def shadow_replay_selected(self, request, queryset):
+        versions = list(queryset.select_related("policy", "policy__team", "policy__active_version")[:2])
+        if len(versions) != 1:
+            self.message_user(request, "Select exactly one version to replay.", level=messages.ERROR)
+            return
+        version = versions[0]
+        if not policy_may_write(actor=request.user, team=version.policy.team):
+            self.message_user(request, "Not replayed: you may not write this team's policies.", level=messages.ERROR)
+            return
+        try:
+            report = policy_shadow_replay(version=version, actor=request.user)
+        except PolicyNotReplayable as exc:
+            self.message_user(request, f"Not replayed: {exc}.", level=messages.ERROR)
+        else:
+            self.message_user(request, f"{version}: {replay_summary(report)}.")
 
     @admin.action(description="Deactivate the policies of the selected versions", permissions=["write"])
     def deactivate_policies(self, request, queryset):

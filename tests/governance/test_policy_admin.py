@@ -177,3 +177,29 @@ def test_the_actions_refuse_a_lead_of_another_team(client, make_user, other_team
     assert any("Not activated" in m and "fraud-ml" in m for m in flash(response))
     policy.refresh_from_db()
     assert policy.active_version is None
+
+
+def test_the_shadow_replay_action_stores_the_report_and_the_page_shows_it(lead_client, first, policy):
+    page = lead_client.get(version_url(first))
+    assert "not replayed" in page.content.decode()
+
+    response = lead_client.post(
+        VERSIONS, {"action": "shadow_replay_selected", "_selected_action": [first.pk]}, follow=True
+    )
+
+    assert any("decisions would change over 30 days" in m for m in flash(response))
+    first.refresh_from_db()
+    assert first.shadow_report["days"] == 30 and first.shadow_replayed_at is not None
+    assert AuditLog.objects.filter(action=AuditAction.POLICY_SHADOW_REPLAYED, actor="lena").exists()
+    assert "decisions would change over 30 days" in lead_client.get(version_url(first)).content.decode()
+
+
+def test_the_shadow_replay_action_refuses_an_unvalidated_version(lead_client, policy, admin_user):
+    invalid = policy_version_create(policy=policy, text=invalid_policy_text(), actor=admin_user)
+
+    response = lead_client.post(
+        VERSIONS, {"action": "shadow_replay_selected", "_selected_action": [invalid.pk]}, follow=True
+    )
+
+    assert any(m.startswith("Not replayed") for m in flash(response))
+    assert not AuditLog.objects.filter(action=AuditAction.POLICY_SHADOW_REPLAYED).exists()
