@@ -237,6 +237,7 @@ def test_activation_sets_the_active_version_and_is_audited(created, policy, admi
     assert entry.data == {
         "policy": {"id": str(policy.pk), "key": KEY}, "version": 1, "version_id": str(created.pk),
         "previous_version": None, "rollback": False, "reason": "reviewed in GOV-12",
+        "shadow_replay": "not replayed",
     }  # fmt: skip
 
 
