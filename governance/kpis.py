@@ -7,8 +7,16 @@ from datetime import timedelta
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from governance.choices import RiskClass
-from governance.models import AISystem, AuditVerification, ControlAssessment, EvaluationRun
+from governance.choices import AuditAction, RiskClass
+from governance.models import (
+    AISystem,
+    AuditLog,
+    AuditVerification,
+    ControlAssessment,
+    Deployment,
+    EvaluationRun,
+    Policy,
+)
 from governance.services.endpoints import PUBLIC_ENDPOINTS, api_endpoints
 from governance.services.kpis import (
     ENFORCED,
@@ -105,4 +113,22 @@ def rate_limit_coverage_kpi() -> Measurement:
         detail = f"not rate limited: {', '.join(unlimited[:5])}; " + detail
     return Measurement(
         value=round(share * 100, 1), display=f"{share:.0%} ({limited}/{total})", met=not unlimited, detail=detail
+    )
+
+
+@capability_check("policy_as_code")
+def policy_as_code_status() -> CapabilityStatus:
+    """At least one policy is in force (only validated versions can be), and the CI/CD gate applies it; the
+    detail counts the gate's decisions and the deployments it did not allow in the last 30 days."""
+    active = Policy.objects.filter(active_version__isnull=False).count()
+    if not active:
+        total = Policy.objects.count()
+        return CapabilityStatus(NOT_ENFORCED, f"no policy is active ({total} stored, none activated)")
+    since = timezone.now() - EVALUATION_MAX_AGE
+    decisions = AuditLog.objects.filter(action=AuditAction.CICD_GATE_DECIDED, at__gte=since).count()
+    circumvented = Deployment.objects.filter(deployed_at__gte=since, circumvention=True).count()
+    return CapabilityStatus(
+        ENFORCED,
+        f"{active} active validated policies; {decisions} gate decisions in 30 days; "
+        f"{circumvented} deployments the gate did not allow (each a security incident)",
     )

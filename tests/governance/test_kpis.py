@@ -159,7 +159,7 @@ def test_the_capabilities_figure_counts_the_enforced_items():
     assert figure["value"] == len(enforced)
     assert figure["display"] == f"{len(enforced)}/12"
     assert figure["target"] == "12/12"
-    assert figure["status"] == "not_met"  # engines 6, 8, 9, 10 and 12 have not landed
+    assert figure["status"] == "not_met"  # nothing is evaluated, no policy is active, no predictive engine
     for item in report["capabilities"]["items"]:
         if item["status"] != "enforced":
             assert item["code"] in figure["detail"]
@@ -329,3 +329,24 @@ def test_the_admin_home_page_is_not_shown_to_a_service_account(client, make_user
 
     assert response.status_code == 302
     assert reverse("admin:login") in response["Location"]
+
+
+def test_policy_as_code_is_enforced_once_a_validated_policy_is_active(admin_user):
+    import yaml
+
+    from governance.services.policies import policy_create, policy_version_activate
+
+    document = {"apiVersion": "vigil/v1", "kind": "Policy", "metadata": {"id": "gate", "name": "Gate"},
+                "spec": {"default_action": "allow", "rules": [
+                    {"id": "floor", "category": "model_perf", "severity": "high", "action": "deny",
+                     "when": [{"metric": "exact_match", "suite": "accuracy", "op": "<", "value": 0.8}]}]}}  # fmt: skip
+    version = policy_create(text=yaml.safe_dump(document), actor=admin_user)
+    item = capability("policy_as_code")
+    assert item["status"] == "not_enforced"
+    assert item["evidence"] == "no policy is active (1 stored, none activated)"
+
+    policy_version_activate(version=version, actor=admin_user)
+
+    item = capability("policy_as_code")
+    assert item["status"] == "enforced"
+    assert item["evidence"].startswith("1 active validated policies; 0 gate decisions in 30 days")
