@@ -168,6 +168,14 @@ class PolicyLintReportSerializer(serializers.Serializer):
     coverage = LintCoverageSerializer()
 
 
+# A policy as requests carry it: JSON ({"document"} or {"text"}) or a raw YAML body.
+_POLICY_SUBMISSION = {
+    "application/json": PolicyLintRequestSerializer,
+    "application/yaml": OpenApiTypes.STR,
+    "text/yaml": OpenApiTypes.STR,
+}
+
+
 class PolicyLintView(APIView):
     """Lint a policy: JSON ``{"document": {...}}`` or ``{"text": "...", "filename"?: "..."}``, or a raw
     ``application/yaml`` / ``text/yaml`` body. ``?format=sarif`` answers SARIF 2.1.0."""
@@ -189,11 +197,7 @@ class PolicyLintView(APIView):
                 description="json (default): the lint report; sarif: a SARIF 2.1.0 log.",
             ),
         ],  # fmt: skip
-        request={
-            "application/json": PolicyLintRequestSerializer,
-            "application/yaml": OpenApiTypes.STR,
-            "text/yaml": OpenApiTypes.STR,
-        },
+        request=_POLICY_SUBMISSION,
         responses={
             200: OpenApiResponse(PolicyLintReportSerializer, description="The report (also when it has errors)."),
             400: OpenApiResponse(ErrorEnvelopeSerializer, description="Malformed request; the field is named."),
@@ -422,11 +426,6 @@ class PolicyFilter(django_filters.FilterSet):
         return queryset.filter(Q(key__icontains=value) | Q(name__icontains=value) | Q(description__icontains=value))
 
 
-_POLICY_SUBMISSION = {
-    "application/json": PolicyLintRequestSerializer,
-    "application/yaml": OpenApiTypes.STR,
-    "text/yaml": OpenApiTypes.STR,
-}
 _WRITE_ERRORS = {
     400: OpenApiResponse(ErrorEnvelopeSerializer, description="Invalid input; the field is named."),
     403: OpenApiResponse(ErrorEnvelopeSerializer, description="Admins and governance leads of the owner team."),
