@@ -117,6 +117,13 @@ def check_bypass_levels(value: dict[str, Any]) -> dict[str, list[str]]:
     return {}
 
 
+def check_retention_order(value: dict[str, Any]) -> dict[str, list[str]]:
+    """Hourly rows outlive the raw windows they are rolled up from."""
+    if value["hourly_days"] < value["raw_days"]:
+        return {"value.hourly_days": [f"must be at least raw_days ({value['raw_days']}), got {value['hourly_days']}"]}
+    return {}
+
+
 def _thresholds(category: str, signals: dict[str, dict[str, Any]]) -> ConfigKey:
     return ConfigKey(
         key=f"oversight.thresholds.{category}",
@@ -379,6 +386,16 @@ KEYS: tuple[ConfigKey, ...] = (
             "address, the grace before an unaudited write counts, the per-caller baseline's sensitivity)."
         ),
         checks=(check_bypass_levels,),
+    ),
+    ConfigKey(
+        key="observability.retention",
+        category=ConfigCategory.SLO,
+        default={"raw_days": 14, "hourly_days": 400},
+        description=(
+            "Function metrics: per-minute windows are kept raw_days, then rolled up into hourly rows, which are "
+            "kept hourly_days."
+        ),
+        checks=(check_retention_order,),
     ),
 )
 
