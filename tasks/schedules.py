@@ -102,6 +102,13 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         description="Bypass detection: failed JWTs and repeated 429s per caller become security events.",
         expires_seconds=55,
     ),
+    ScheduleSpec(
+        task="tasks.function_metrics_rollup",
+        every_seconds=3600,
+        description="Roll function-metric windows older than raw_days into hourly rows; delete hourly rows past "
+        "hourly_days (config observability.retention).",
+        expires_seconds=3000,
+    ),
 )
 
 PREFIX = "vigil:"

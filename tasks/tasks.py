@@ -1,6 +1,9 @@
-"""Infrastructure tasks: the canary used to prove a worker pipeline end to end."""
+"""Infrastructure tasks: the canary used to prove a worker pipeline end to end, function-metrics retention."""
+
+import dataclasses
 
 from tasks.base import vigil_task
+from tasks.retention import function_metrics_rollup as rollup_function_metrics
 
 
 class CanaryFailure(RuntimeError):
@@ -19,3 +22,9 @@ def canary(mode: str = "ok") -> str:
     if mode != "ok":
         raise ValueError(f"unknown canary mode {mode!r}")
     return "ok"
+
+
+@vigil_task(name="tasks.function_metrics_rollup")
+def function_metrics_rollup() -> dict[str, int]:
+    """Roll raw function-metric windows past their retention into hourly rows; expire old hourly rows."""
+    return dataclasses.asdict(rollup_function_metrics())
