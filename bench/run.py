@@ -50,6 +50,7 @@ def main() -> None:
         bench_foundation,
         bench_hitl,
         bench_incidents,
+        bench_observability,
         bench_oversight,
         bench_policy_lint,
         bench_ratelimit,
@@ -62,6 +63,7 @@ def main() -> None:
     benchmarks["ratelimit"] = bench_ratelimit.run
     benchmarks["policy_lint"] = bench_policy_lint.run
     benchmarks["cicd_gate"] = bench_cicd_gate.run
+    benchmarks["observability"] = bench_observability.run
     selected = sys.argv[1:] or list(benchmarks)
     for name in selected:
         print(f"== {name}")

@@ -1,0 +1,149 @@
+"""Function-observability overhead benchmark (issue 8, Speed).
+
+Target: the instrumentation costs ≤ 5% of a no-op task's and a trivial endpoint's own latency, measured
+with and without it in the same run (interleaved rounds, medians).
+
+1. Task: a no-op Celery task run through ``Task.apply()`` (the eager path: Celery's tracer, request
+   context, result object), once declared like every Vigil task (``VigilTask`` base, function wrapped
+   by ``tasks.base.instrument``) and once with the same base and the bare function. The no-op's own
+   body costs nanoseconds, so the meaningful denominator is the Celery call path; the overhead % is
+   relative to the uninstrumented ``apply()``. The wrapper's absolute cost is also measured on direct
+   calls (``task()``), where Celery adds almost nothing.
+2. Endpoint: ``GET /healthz`` (no database, no authentication) through the Django test client with
+   the full middleware stack and with ``FunctionMetricsMiddleware`` removed.
+
+The instrumented side pays what production pays per call: ``metrics.record`` (the in-memory window aggregate and the
+prometheus-client counters and histogram). Flushing to the database is a background thread, off the
+request/task path, and is disabled here (``FUNCTION_METRICS_FLUSH_SECONDS=0``).
+"""
+
+from __future__ import annotations
+
+import time
+
+from celery import shared_task
+from django.conf import settings
+from django.test import Client, override_settings
+
+from bench.harness import interleaved, time_per_call, write_result
+
+ROUNDS = 9
+TASK_CALLS = 2_000
+DIRECT_CALLS = 50_000
+REQUESTS = 1_000
+TARGET_PERCENT = 5.0
+MIDDLEWARE_PATH = "tasks.middleware.FunctionMetricsMiddleware"
+
+
+def noop() -> None:
+    return None
+
+
+def _tasks():
+    from tasks.base import VigilTask, vigil_task
+
+    instrumented = vigil_task(name="bench.noop_instrumented")(noop)
+    bare = shared_task(base=VigilTask, name="bench.noop_bare")(noop)
+    return instrumented, bare
+
+
+def _clients() -> tuple[Client, Client]:
+    """Two test clients whose handlers loaded their middleware chains once: with and without metrics."""
+    with_metrics = Client()
+    assert with_metrics.get("/healthz").status_code == 200
+    without = [path for path in settings.MIDDLEWARE if path != MIDDLEWARE_PATH]
+    with override_settings(MIDDLEWARE=without):
+        without_metrics = Client()
+        assert without_metrics.get("/healthz").status_code == 200  # the handler keeps this chain
+    return with_metrics, without_metrics
+
+
+def _per_request(client: Client) -> float:
+    started = time.perf_counter()
+    for _ in range(REQUESTS):
+        client.get("/healthz")
+    return (time.perf_counter() - started) / REQUESTS
+
+
+def _overhead_percent(instrumented: float, bare: float) -> float:
+    return (instrumented - bare) / bare * 100
+
+
+def run() -> None:
+    from tasks import metrics
+    from tasks.base import is_instrumented
+
+    instrumented, bare = _tasks()
+    assert is_instrumented(instrumented) and not is_instrumented(bare)
+    metrics.recorder.forget_process_state()
+
+    apply_with, apply_without = interleaved(
+        lambda: time_per_call(instrumented.apply, calls=TASK_CALLS, repeats=1, warmup=50),
+        lambda: time_per_call(bare.apply, calls=TASK_CALLS, repeats=1, warmup=50),
+        rounds=ROUNDS,
+    )
+    call_with, call_without = interleaved(
+        lambda: time_per_call(instrumented, calls=DIRECT_CALLS, repeats=1, warmup=1000),
+        lambda: time_per_call(bare, calls=DIRECT_CALLS, repeats=1, warmup=1000),
+        rounds=ROUNDS,
+    )
+    with_client, without_client = _clients()
+    request_with, request_without = interleaved(
+        lambda: _per_request(with_client), lambda: _per_request(without_client), rounds=ROUNDS
+    )
+    recorded = {aggregate.function_name for aggregate in metrics.recorder.pending()}
+    assert {"bench.noop_instrumented", "GET /healthz"} <= recorded
+    assert "bench.noop_bare" not in recorded
+    metrics.recorder.forget_process_state()
+
+    task_overhead = _overhead_percent(apply_with, apply_without)
+    request_overhead = _overhead_percent(request_with, request_without)
+    results = [
+        {
+            "metric": "task overhead: instrumented vs bare no-op apply(), medians",
+            "value": task_overhead,
+            "unit": "%",
+            "target": f"≤ {TARGET_PERCENT:g} %",
+            "ok": task_overhead <= TARGET_PERCENT,
+        },
+        {"metric": "no-op task apply(), instrumented", "value": apply_with * 1e6, "unit": "µs"},
+        {"metric": "no-op task apply(), bare function", "value": apply_without * 1e6, "unit": "µs"},
+        {
+            "metric": "wrapper cost per direct call (instrumented − bare)",
+            "value": (call_with - call_without) * 1e6,
+            "unit": "µs",
+        },  # fmt: skip
+        {"metric": "no-op task direct call, instrumented", "value": call_with * 1e6, "unit": "µs"},
+        {"metric": "no-op task direct call, bare function", "value": call_without * 1e6, "unit": "µs"},
+        {
+            "metric": "endpoint overhead: GET /healthz with vs without the metrics middleware, medians",
+            "value": request_overhead,
+            "unit": "%",
+            "target": f"≤ {TARGET_PERCENT:g} %",
+            "ok": request_overhead <= TARGET_PERCENT,
+        },
+        {"metric": "GET /healthz with the metrics middleware", "value": request_with * 1e6, "unit": "µs"},
+        {"metric": "GET /healthz without the metrics middleware", "value": request_without * 1e6, "unit": "µs"},
+        {
+            "metric": "middleware cost per request (with − without)",
+            "value": (request_with - request_without) * 1e6,
+            "unit": "µs",
+        },  # fmt: skip
+    ]
+    for row in results:
+        print(f"  {row['metric']}: {row['value']:.3f} {row['unit']}")
+    write_result(
+        "observability",
+        title="Function observability: instrumentation overhead per task call and per request",
+        results=results,
+        notes=(
+            f"{ROUNDS} interleaved rounds each. Task: {TASK_CALLS} eager apply() calls per round of a no-op task "
+            "declared with @vigil_task (VigilTask base, function wrapped by tasks.base.instrument) vs the same "
+            "function registered with the same base and no wrapper; the no-op's own latency is Celery's eager call "
+            f"path, so the % is relative to it. Direct calls ({DIRECT_CALLS} per round) show the wrapper's "
+            f"absolute cost. Endpoint: {REQUESTS} GET /healthz per round through the Django test client (full "
+            "middleware stack, no database) with and without tasks.middleware.FunctionMetricsMiddleware. The "
+            "instrumented side pays metrics.record (in-memory window + prometheus-client); the database flush "
+            "runs in a background thread and is off here. Medians of the per-round means."
+        ),
+    )
