@@ -102,6 +102,12 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         description="Bypass detection: failed JWTs and repeated 429s per caller become security events.",
         expires_seconds=55,
     ),
+    ScheduleSpec(
+        task="tasks.self_monitor",
+        every_seconds=60,
+        description="Self-monitoring: queue depth, outbox lag and late periodic tasks as events of vigil-platform.",
+        expires_seconds=55,
+    ),
 )
 
 PREFIX = "vigil:"

@@ -1,4 +1,4 @@
-"""Infrastructure tasks: the canary used to prove a worker pipeline end to end."""
+"""Infrastructure tasks: the canary used to prove a worker pipeline end to end, and self-monitoring."""
 
 from tasks.base import vigil_task
 
@@ -19,3 +19,13 @@ def canary(mode: str = "ok") -> str:
     if mode != "ok":
         raise ValueError(f"unknown canary mode {mode!r}")
     return "ok"
+
+
+@vigil_task(name="tasks.self_monitor")
+def self_monitor() -> dict[str, int]:
+    """Queue health → ``data_quality`` events of ``vigil-platform`` (see :mod:`tasks.self_monitoring`).
+    Idempotent per minute."""
+    from tasks.self_monitoring import self_monitor_run
+
+    report = self_monitor_run()
+    return {"sent": report.sent, "skipped": report.skipped}
