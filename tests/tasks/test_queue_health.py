@@ -20,6 +20,7 @@ from config.keys import SELF_MONITORING_SIGNALS
 from config.models import PlatformConfig
 from config.seeding import add_self_monitoring_signals
 from governance.services.bypass.core import PLATFORM_SYSTEM_NAME
+from incidents.models import Incident
 from oversight.models import Alert, EventRaw, IngestBatch
 from tasks.health import queue_health
 from tasks.schedules import SCHEDULES
@@ -30,6 +31,13 @@ from tests.conftest import bearer_client
 pytestmark = pytest.mark.django_db
 
 PRIORITY_SEP = "\x06\x16"  # kombu's Redis transport: "<queue><sep><priority>" for priorities above 0
+
+
+@pytest.fixture(autouse=True)
+def _beat_entries_just_synced():
+    """Beat entries as right after ``sync_schedules``: none sent yet, none overdue (a reused test database
+    would otherwise carry the creation time of an earlier run)."""
+    PeriodicTask.objects.filter(name__startswith="vigil:").update(last_run_at=None, date_changed=timezone.now())
 
 
 @pytest.fixture
@@ -263,6 +271,9 @@ def test_a_stuck_outbox_becomes_an_alert_on_the_platform(django_capture_on_commi
     alert = platform_alerts("outbox_lag_seconds").get()
     assert alert.category == "data_quality"
     assert not platform_alerts("beat_lag_seconds").exists()
+    incident = Incident.objects.get(source_alert=alert)  # a critical breach is an incident of its own
+    assert (incident.system.name, incident.team.slug, incident.severity) == (PLATFORM_SYSTEM_NAME, "security", "high")
+    assert Alert.objects.filter(system__name=PLATFORM_SYSTEM_NAME).count() == 1
 
 
 @pytest.mark.postgres
