@@ -92,7 +92,8 @@ def _queue_depths(queues: Sequence[str]) -> tuple[str, tuple[QueueDepth, ...]]:
     from config.celery import app
 
     try:
-        with app.connection_for_read() as conn:
+        # The app's broker pool: a scrape reuses an open connection instead of dialling Redis each time.
+        with app.pool.acquire(block=True, timeout=2) as conn:
             transport = conn.transport.driver_type
             if transport != "redis":
                 return f"unsupported: {transport}", unmeasured()

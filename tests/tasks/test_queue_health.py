@@ -131,11 +131,13 @@ def test_redis_depth_counts_every_priority_list_in_one_round_trip(broker_queue, 
 
 @pytest.mark.redis
 def test_an_unreachable_broker_leaves_depths_unknown(settings, monkeypatch):
+    from kombu import Connection
+
     from config.celery import app
 
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    connect = app.connection_for_read
-    monkeypatch.setattr(app, "connection_for_read", lambda: connect(url="redis://127.0.0.1:1/0"))
+    unreachable = Connection("redis://127.0.0.1:1/0").Pool(limit=1)
+    monkeypatch.setattr(type(app), "pool", property(lambda self: unreachable))
 
     health = queue_health()
 
@@ -172,6 +174,16 @@ def test_metrics_exposes_outbox_age_and_beat_gauges(client):
     assert ages["incidents.lifecycle_tick"] == pytest.approx(600, abs=5)
     assert "oversight.sweep_outbox" not in ages  # never sent: no sample
     assert "vigil_queue_depth" not in samples  # eager: no depth to report
+
+
+def test_metrics_in_multiprocess_mode_still_has_the_queue_gauges(client, monkeypatch, tmp_path):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # gunicorn/prefork: per-process files
+    stale_batch(minutes=1)
+
+    samples = scrape(client)
+
+    assert samples["vigil_outbox_oldest_batch_age_seconds"][0].value == pytest.approx(60, abs=5)
+    assert len(samples["vigil_beat_task_late"]) == len(SCHEDULES)
 
 
 @pytest.mark.redis
