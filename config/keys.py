@@ -31,6 +31,8 @@ BYPASS_DETECTORS = (
     "policy_circumvention",
 )
 BYPASS_SIGNALS = tuple(f"bypass_{detector}" for detector in BYPASS_DETECTORS)
+# Self-monitoring (tasks.self_monitor): the platform's own queue health, as data_quality signals of vigil-platform.
+SELF_MONITORING_SIGNALS = ("queue_depth", "outbox_lag_seconds", "beat_lag_seconds")
 
 # A semantic check returns {"value.<path>": ["message", ...]} for what JSON Schema cannot express.
 SemanticCheck = Callable[[Any], dict[str, list[str]]]
@@ -148,6 +150,27 @@ KEYS: tuple[ConfigKey, ...] = (
             "schema_violations": {"direction": "above", "warning": 5, "critical": 50, "unit": "count"},
             "psi": {"direction": "above", "warning": 0.1, "critical": 0.25, "unit": "score"},
             "freshness_lag_minutes": {"direction": "above", "warning": 60, "critical": 360, "unit": "count"},
+            "queue_depth": {
+                "direction": "above",
+                "warning": 1000,
+                "critical": 10000,
+                "unit": "count",
+                "description": "Self-monitoring: messages waiting in the deepest Celery queue.",
+            },
+            "outbox_lag_seconds": {
+                "direction": "above",
+                "warning": 120,
+                "critical": 600,
+                "unit": "count",
+                "description": "Self-monitoring: age in seconds of the oldest unprocessed event batch.",
+            },
+            "beat_lag_seconds": {
+                "direction": "above",
+                "warning": 300,
+                "critical": 1800,
+                "unit": "count",
+                "description": "Self-monitoring: seconds the latest periodic task is overdue (beyond 3 intervals).",
+            },
         },
     ),
     _thresholds(

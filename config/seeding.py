@@ -3,7 +3,7 @@
 from django.apps import apps as global_apps
 from django.utils import timezone
 
-from config.keys import BYPASS_SIGNALS, KEYS
+from config.keys import BYPASS_SIGNALS, KEYS, SELF_MONITORING_SIGNALS
 
 
 def seed_missing_keys(apps=global_apps, schema_editor=None) -> None:
@@ -34,20 +34,22 @@ def seed_missing_keys(apps=global_apps, schema_editor=None) -> None:
 
 
 SECURITY_THRESHOLDS = "oversight.thresholds.security"
+DATA_QUALITY_THRESHOLDS = "oversight.thresholds.data_quality"
 
 
-def add_bypass_signals(apps=global_apps, schema_editor=None) -> None:
-    """Give an installed ``oversight.thresholds.security`` the bypass signals it lacks (one new version with
-    history), so detections raise alerts after an upgrade too; signals an operator already tuned are kept."""
+def add_missing_signals(*, apps, key: str, signals: tuple[str, ...], reason: str) -> bool:
+    """Give an installed thresholds ``key`` the declared ``signals`` it lacks, with their declared defaults,
+    as one new version with a history row. Signals already present (an operator's tuning) are kept; a key
+    not installed yet is left to ``seed_missing_keys``. Returns True when a version was written."""
     PlatformConfig = apps.get_model("config", "PlatformConfig")
     PlatformConfigHistory = apps.get_model("config", "PlatformConfigHistory")
-    row = PlatformConfig.objects.filter(key=SECURITY_THRESHOLDS).first()
+    row = PlatformConfig.objects.filter(key=key).first()
     if row is None:
-        return
-    default = next(spec.default for spec in KEYS if spec.key == SECURITY_THRESHOLDS)
-    missing = {signal: default[signal] for signal in BYPASS_SIGNALS if signal not in row.value}
+        return False
+    default = next(spec.default for spec in KEYS if spec.key == key)
+    missing = {signal: default[signal] for signal in signals if signal not in row.value}
     if not missing:
-        return
+        return False
     previous = dict(row.value)
     row.value = {**previous, **missing}
     row.version += 1
@@ -58,7 +60,30 @@ def add_bypass_signals(apps=global_apps, schema_editor=None) -> None:
         previous_value=previous,
         new_value=row.value,
         changed_at=timezone.now(),
+        reason=reason,
+    )
+    return True
+
+
+def add_bypass_signals(apps=global_apps, schema_editor=None) -> None:
+    """Give an installed ``oversight.thresholds.security`` the bypass signals it lacks (one new version with
+    history), so detections raise alerts after an upgrade too; signals an operator already tuned are kept."""
+    add_missing_signals(
+        apps=apps,
+        key=SECURITY_THRESHOLDS,
+        signals=BYPASS_SIGNALS,
         reason="governance-bypass signals added by migration",
+    )
+
+
+def add_self_monitoring_signals(apps=global_apps, schema_editor=None) -> None:
+    """Give an installed ``oversight.thresholds.data_quality`` the self-monitoring signals it lacks (queue
+    depth, outbox lag, beat lag; one new version with history); signals an operator already tuned are kept."""
+    add_missing_signals(
+        apps=apps,
+        key=DATA_QUALITY_THRESHOLDS,
+        signals=SELF_MONITORING_SIGNALS,
+        reason="self-monitoring signals added by migration",
     )
 
 

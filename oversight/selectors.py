@@ -32,7 +32,7 @@ from governance.selectors import scope_to_teams
 from governance.services.audit import text_storage_problem
 from hitl.models import ReviewItem
 from incidents.models import OPEN_INCIDENT_STATUSES, Incident
-from oversight.models import Alert, EventRaw
+from oversight.models import Alert, EventRaw, IngestBatch
 
 _SYSTEM_NAME_MAX_LENGTH = AISystem._meta.get_field("name").max_length
 
@@ -277,3 +277,15 @@ _AGGREGATE_SQL = {
 
 def _as_uuid(value) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
+
+
+def oldest_unprocessed_batch_received_at() -> datetime | None:
+    """When the oldest event batch still waiting for processing (``processed_at`` null) was received, or
+    None when the outbox is empty. One indexed query (``event_batches_unprocessed``); not team-scoped: it
+    is the platform's own health figure."""
+    return (
+        IngestBatch.objects.filter(processed_at__isnull=True)
+        .order_by("received_at")
+        .values_list("received_at", flat=True)
+        .first()
+    )

@@ -99,7 +99,7 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
     ScheduleSpec(
         task="governance.bypass_scan",
         every_seconds=60,
-        description="Bypass detection: failed JWTs and repeated 429s per caller become security events.",
+        description="Bypass detection: the periodic detectors (governance.services.bypass) become security events.",
         expires_seconds=55,
     ),
     ScheduleSpec(
@@ -108,6 +108,12 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         description="Roll function-metric windows older than raw_days into hourly rows; delete hourly rows past "
         "hourly_days (config observability.retention).",
         expires_seconds=3000,
+    ),
+    ScheduleSpec(
+        task="tasks.self_monitor",
+        every_seconds=60,
+        description="Self-monitoring: queue depth, outbox lag and late periodic tasks as events of vigil-platform.",
+        expires_seconds=55,
     ),
 )
 

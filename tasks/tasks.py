@@ -1,4 +1,5 @@
-"""Infrastructure tasks: the canary used to prove a worker pipeline end to end, function-metrics retention."""
+"""Infrastructure tasks: the canary used to prove a worker pipeline end to end, function-metrics retention and
+self-monitoring."""
 
 import dataclasses
 
@@ -28,3 +29,13 @@ def canary(mode: str = "ok") -> str:
 def function_metrics_rollup() -> dict[str, int]:
     """Roll raw function-metric windows past their retention into hourly rows; expire old hourly rows."""
     return dataclasses.asdict(rollup_function_metrics())
+
+
+@vigil_task(name="tasks.self_monitor")
+def self_monitor() -> dict[str, int]:
+    """Queue health → ``data_quality`` events of ``vigil-platform`` (see :mod:`tasks.self_monitoring`).
+    Idempotent per minute."""
+    from tasks.self_monitoring import self_monitor_run
+
+    report = self_monitor_run()
+    return {"sent": report.sent, "skipped": report.skipped}

@@ -11,6 +11,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
+from tasks.collectors import QUEUE_HEALTH_REGISTRY
+
 
 def _registry() -> CollectorRegistry:
     """Aggregate every process's metrics when PROMETHEUS_MULTIPROC_DIR is set (gunicorn, prefork)."""
@@ -23,7 +25,8 @@ def _registry() -> CollectorRegistry:
 
 @require_GET
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus text exposition of function metrics (per-function counters and latency histograms)."""
+    """Prometheus text exposition of function metrics (per-function counters and latency histograms) and
+    queue-health gauges computed at scrape time (queue depth, outbox age, beat last run and lateness)."""
     token = settings.METRICS_BEARER_TOKEN
     if token:
         sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
@@ -31,7 +34,8 @@ def prometheus_metrics(request: HttpRequest) -> HttpResponse:
             return HttpResponse(
                 "unauthorized\n", status=401, content_type="text/plain", headers={"WWW-Authenticate": "Bearer"}
             )
-    return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
+    body = generate_latest(_registry()) + generate_latest(QUEUE_HEALTH_REGISTRY)
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
 
 
 @require_GET

@@ -42,3 +42,27 @@ class FunctionMetricSerializer(serializers.ModelSerializer):
 
     def get_p99_ms(self, obj) -> float | None:
         return histogram_percentile(obj.latency_histogram, 0.99)
+
+
+class QueueDepthSerializer(serializers.Serializer):
+    queue = serializers.CharField()
+    depth = serializers.IntegerField(allow_null=True, help_text="Waiting messages; null when not measurable.")
+
+
+class BeatTaskHealthSerializer(serializers.Serializer):
+    task = serializers.CharField()
+    periodic_task = serializers.CharField()
+    interval_seconds = serializers.FloatField(allow_null=True, help_text="Null for a non-interval schedule.")
+    last_run_at = serializers.DateTimeField(allow_null=True, help_text="When beat last sent it; null: never.")
+    last_run_age_seconds = serializers.FloatField(allow_null=True)
+    late = serializers.BooleanField(help_text="Not sent for more than 3 intervals.")
+    overdue_seconds = serializers.FloatField(help_text="Seconds past its due time when late, else 0.")
+
+
+class QueueHealthSerializer(serializers.Serializer):
+    checked_at = serializers.DateTimeField()
+    broker = serializers.CharField(help_text='"redis", "eager", "unsupported: <transport>" or "error: <type>".')
+    queues = QueueDepthSerializer(many=True)
+    oldest_unprocessed_batch_at = serializers.DateTimeField(allow_null=True)
+    outbox_oldest_batch_age_seconds = serializers.FloatField()
+    beat = BeatTaskHealthSerializer(many=True)

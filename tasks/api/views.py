@@ -1,7 +1,11 @@
 import django_filters
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from tasks.api.serializers import FunctionMetricSerializer
+from tasks.api.serializers import FunctionMetricSerializer, QueueHealthSerializer
+from tasks.health import queue_health
 from tasks.models import FunctionMetric
 
 
@@ -24,3 +28,13 @@ class FunctionMetricViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     filterset_class = FunctionMetricFilter
     ordering_fields = ["measurement_window"]
     ordering = ["-measurement_window"]
+
+
+class QueueHealthView(APIView):
+    """Queue health now: depth per Celery queue, age of the oldest unprocessed event batch, and when
+    beat last sent each periodic task (late: nothing for more than 3 intervals). Same data as the
+    ``vigil_queue_*``, ``vigil_outbox_*`` and ``vigil_beat_*`` gauges of ``/metrics``."""
+
+    @extend_schema(responses=QueueHealthSerializer)
+    def get(self, request):
+        return Response(QueueHealthSerializer(queue_health()).data)
