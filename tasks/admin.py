@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from governance.admin_base import ReadOnlyAdmin
-from tasks.models import FunctionMetric
+from tasks.models import FunctionFailure, FunctionMetric
 from tasks.percentiles import histogram_percentile
 
 
@@ -37,3 +37,17 @@ class FunctionMetricAdmin(ReadOnlyAdmin):
     def p95_ms(self, obj):
         value = histogram_percentile(obj.latency_histogram, 0.95)
         return f"{value:.1f}" if value is not None else "—"
+
+
+@admin.register(FunctionFailure)
+class FunctionFailureAdmin(ReadOnlyAdmin):
+    list_display = ["occurred_at", "function_name", "kind", "exception_type", "short_message", "task_id", "path"]
+    list_filter = ["kind", "exception_type"]
+    search_fields = ["function_name", "message"]
+    date_hierarchy = "occurred_at"
+    ordering = ["-occurred_at"]
+    show_full_result_count = False
+
+    @admin.display(description="message")
+    def short_message(self, obj):
+        return obj.message if len(obj.message) <= 120 else obj.message[:119] + "…"

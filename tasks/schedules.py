@@ -102,6 +102,12 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         description="Bypass detection: failed JWTs and repeated 429s per caller become security events.",
         expires_seconds=55,
     ),
+    ScheduleSpec(
+        task="tasks.purge_function_failures",
+        every_seconds=3600,
+        description="Delete recent-failure details (function_failures) older than 14 days.",
+        expires_seconds=3000,
+    ),
 )
 
 PREFIX = "vigil:"

@@ -1,6 +1,7 @@
 """Infrastructure tasks: the canary used to prove a worker pipeline end to end."""
 
 from tasks.base import vigil_task
+from tasks.services import function_failures_purge
 
 
 class CanaryFailure(RuntimeError):
@@ -19,3 +20,9 @@ def canary(mode: str = "ok") -> str:
     if mode != "ok":
         raise ValueError(f"unknown canary mode {mode!r}")
     return "ok"
+
+
+@vigil_task(name="tasks.purge_function_failures")
+def purge_function_failures() -> int:
+    """Delete recent-failure rows past their retention (``tasks.services.function_failures_purge``)."""
+    return function_failures_purge()
