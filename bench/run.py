@@ -47,6 +47,7 @@ def main() -> None:
 
     from bench import (
         bench_cicd_gate,
+        bench_dashboard,
         bench_foundation,
         bench_hitl,
         bench_incidents,
@@ -62,6 +63,7 @@ def main() -> None:
     benchmarks["ratelimit"] = bench_ratelimit.run
     benchmarks["policy_lint"] = bench_policy_lint.run
     benchmarks["cicd_gate"] = bench_cicd_gate.run
+    benchmarks["dashboard"] = bench_dashboard.run
     selected = sys.argv[1:] or list(benchmarks)
     for name in selected:
         print(f"== {name}")
