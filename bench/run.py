@@ -47,6 +47,7 @@ def main() -> None:
 
     from bench import (
         bench_cicd_gate,
+        bench_dashboard,
         bench_foundation,
         bench_hitl,
         bench_incidents,
@@ -64,6 +65,7 @@ def main() -> None:
     benchmarks["policy_lint"] = bench_policy_lint.run
     benchmarks["cicd_gate"] = bench_cicd_gate.run
     benchmarks["observability"] = bench_observability.run
+    benchmarks["dashboard"] = bench_dashboard.run
     selected = sys.argv[1:] or list(benchmarks)
     for name in selected:
         print(f"== {name}")

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from celery import Task, shared_task
+from celery import Task, current_task, shared_task
 from celery.exceptions import Ignore, Reject, Retry
 
 from tasks import metrics
@@ -44,24 +44,32 @@ def instrument(func: Callable[..., Any], *, name: str) -> Callable[..., Any]:
     @functools.wraps(func)
     def instrumented(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
-        error_type = None
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
         except _CONTROL_FLOW:
+            metrics.record(name=name, kind=FunctionKind.TASK, latency_ms=(time.perf_counter() - started) * 1000)
             raise
         except BaseException as exc:
-            error_type = type(exc).__name__
-            raise
-        finally:
             metrics.record(
                 name=name,
                 kind=FunctionKind.TASK,
                 latency_ms=(time.perf_counter() - started) * 1000,
-                error_type=error_type,
+                error_type=type(exc).__name__,
+                error_message=metrics.failure_message(exc),
+                task_id=_current_task_id(),
             )
+            raise
+        metrics.record(name=name, kind=FunctionKind.TASK, latency_ms=(time.perf_counter() - started) * 1000)
+        return result
 
     instrumented.__vigil_instrumented__ = True
     return instrumented
+
+
+def _current_task_id() -> str:
+    """The id of the Celery task being executed ("" when the function is called directly)."""
+    request = getattr(current_task, "request", None)
+    return str(getattr(request, "id", None) or "")
 
 
 def is_instrumented(task: Task) -> bool:

@@ -8,6 +8,10 @@ the aggregates every ``FUNCTION_METRICS_FLUSH_SECONDS`` with one upsert per func
 ``worker_process_shutdown``) flushes what is left.
 
 A *cold start* is the first invocation of a function in a process.
+
+Failures also keep a :class:`FailureRecord` (exception type, message, task id or request path) in
+memory, at most ``MAX_FAILURES_PER_FUNCTION`` per function per flush, written to ``function_failures``
+at the same flush (``tasks.services.function_failures_record``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import socket
 import threading
 import time
 from bisect import bisect_left
@@ -35,6 +40,9 @@ BUCKET_KEYS: tuple[str, ...] = (*(f"{bound:g}" for bound in HISTOGRAM_BOUNDS_MS)
 # Past this many pending rows (the database was unreachable for a long time) new windows are dropped
 # rather than growing without bound; the drop is logged.
 MAX_PENDING_ROWS = 50_000
+# Failure details kept per function between two flushes; more are counted (errors_by_type) but not kept.
+MAX_FAILURES_PER_FUNCTION = 20
+FAILURE_MESSAGE_LENGTH = 500
 
 PROM_INVOCATIONS = PromCounter(
     "vigil_function_invocations", "Invocations of instrumented functions.", ["function", "kind"]
@@ -88,6 +96,29 @@ class WindowAggregate:
         return {key: count for key, count in zip(BUCKET_KEYS, self.buckets, strict=True) if count}
 
 
+@dataclass(frozen=True)
+class FailureRecord:
+    """One failed call as the dashboard lists it. ``message`` is the exception's str, cut."""
+
+    function_name: str
+    kind: str
+    exception_type: str
+    message: str
+    occurred_at: datetime
+    process: str
+    task_id: str = ""
+    path: str = ""
+
+
+def failure_message(exception: BaseException) -> str:
+    """The exception's ``str`` cut to the stored length (never a traceback or local variables)."""
+    try:
+        text = str(exception)
+    except Exception:  # a broken __str__ must not break the caller's error path
+        text = ""
+    return text[:FAILURE_MESSAGE_LENGTH]
+
+
 class FunctionMetricsRecorder:
     """Per-process aggregator. Safe across threads and across fork (state resets in the child)."""
 
@@ -100,6 +131,8 @@ class FunctionMetricsRecorder:
         self._pid = os.getpid()
         self._pending: dict[tuple[str, int], WindowAggregate] = {}
         self._seen: set[str] = set()
+        self._failures: dict[str, list[FailureRecord]] = {}
+        self._process_label = f"{socket.gethostname()}:{self._pid}"
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
         self._prometheus: dict[tuple[str, str], tuple] = {}
@@ -127,8 +160,22 @@ class FunctionMetricsRecorder:
             self._prometheus[(name, kind)] = children
         return children
 
-    def record(self, *, name: str, kind: str, latency_ms: float, error_type: str | None = None) -> None:
-        """Count one call. O(1), in memory; never touches the database."""
+    def record(
+        self,
+        *,
+        name: str,
+        kind: str,
+        latency_ms: float,
+        error_type: str | None = None,
+        error_message: str = "",
+        task_id: str = "",
+        path: str = "",
+    ) -> None:
+        """Count one call. O(1), in memory; never touches the database.
+
+        A failed call (``error_type`` set) also keeps its details (message, task id or request path)
+        for ``function_failures``, up to ``MAX_FAILURES_PER_FUNCTION`` per function until the next flush.
+        """
         if not self._enabled:
             return
         if self._pid != os.getpid() or (self._flusher is None and self._flush_seconds > 0):
@@ -157,6 +204,20 @@ class FunctionMetricsRecorder:
             if error_type:
                 aggregate.errors += 1
                 aggregate.errors_by_type[error_type] += 1
+                kept = self._failures.setdefault(name, [])
+                if len(kept) < MAX_FAILURES_PER_FUNCTION:
+                    kept.append(
+                        FailureRecord(
+                            function_name=name,
+                            kind=kind,
+                            exception_type=error_type,
+                            message=error_message[:FAILURE_MESSAGE_LENGTH],
+                            occurred_at=datetime.now(tz=UTC),
+                            process=self._process_label,
+                            task_id=task_id or "",
+                            path=path[:FAILURE_MESSAGE_LENGTH],
+                        )
+                    )
         invocations, latency = self._prometheus_children(name, kind)
         invocations.inc()
         latency.observe(latency_ms / 1000)
@@ -169,10 +230,15 @@ class FunctionMetricsRecorder:
         with self._lock:
             return list(self._pending.values())
 
+    def pending_failures(self) -> list[FailureRecord]:
+        with self._lock:
+            return [failure for kept in self._failures.values() for failure in kept]
+
     def flush(self) -> int:
         """Write everything aggregated so far; returns the number of rows upserted.
 
-        On a database error the aggregates are put back and retried at the next flush.
+        On a database error the aggregates are put back and retried at the next flush; failure
+        details are put back too, within the per-function bound.
         """
         from tasks.services import function_metrics_upsert
 
@@ -181,6 +247,9 @@ class FunctionMetricsRecorder:
         with self._flush_lock:
             with self._lock:
                 batch, self._pending = self._pending, {}
+                failures, self._failures = self._failures, {}
+            if failures:
+                self._write_failures(failures)
             if not batch:
                 return 0
             try:
@@ -197,6 +266,18 @@ class FunctionMetricsRecorder:
                 return 0
             return len(batch)
 
+    def _write_failures(self, failures: dict[str, list[FailureRecord]]) -> None:
+        from tasks.services import function_failures_record
+
+        try:
+            function_failures_record(failures=[failure for kept in failures.values() for failure in kept])
+        except Exception:
+            logger.exception("function failures flush failed; will retry", extra={"functions": len(failures)})
+            with self._lock:
+                for name, kept in failures.items():
+                    current = self._failures.get(name, [])
+                    self._failures[name] = (kept + current)[:MAX_FAILURES_PER_FUNCTION]
+
     def _flush_loop(self) -> None:
         from django.db import close_old_connections
 
@@ -210,13 +291,31 @@ class FunctionMetricsRecorder:
         with self._lock:
             self._pending = {}
             self._seen = set()
+            self._failures = {}
 
 
 recorder = FunctionMetricsRecorder()
 
 
-def record(*, name: str, kind: str, latency_ms: float, error_type: str | None = None) -> None:
-    recorder.record(name=name, kind=kind, latency_ms=latency_ms, error_type=error_type)
+def record(
+    *,
+    name: str,
+    kind: str,
+    latency_ms: float,
+    error_type: str | None = None,
+    error_message: str = "",
+    task_id: str = "",
+    path: str = "",
+) -> None:
+    recorder.record(
+        name=name,
+        kind=kind,
+        latency_ms=latency_ms,
+        error_type=error_type,
+        error_message=error_message,
+        task_id=task_id,
+        path=path,
+    )
 
 
 def flush() -> int:

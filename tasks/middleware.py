@@ -91,17 +91,25 @@ class FunctionMetricsMiddleware:
             name = f"{request.method} <unresolved>"
         else:
             name = endpoint_name(request.method or "GET", match.route)
-        error_type = getattr(request, "_vigil_exception_type", None)
-        if error_type is None and response.status_code >= 500:
-            error_type = f"HTTP{response.status_code}"
+        latency_ms = (time.perf_counter() - started) * 1000
+        exception = getattr(request, "_vigil_exception", None)
+        if exception is not None:
+            error_type, message = type(exception).__name__, metrics.failure_message(exception)
+        elif response.status_code >= 500:
+            error_type, message = f"HTTP{response.status_code}", f"HTTP {response.status_code} response"
+        else:
+            metrics.record(name=name, kind=FunctionKind.ENDPOINT, latency_ms=latency_ms)
+            return response
         metrics.record(
             name=name,
             kind=FunctionKind.ENDPOINT,
-            latency_ms=(time.perf_counter() - started) * 1000,
+            latency_ms=latency_ms,
             error_type=error_type,
+            error_message=message,
+            path=request.path,
         )
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
-        request._vigil_exception_type = type(exception).__name__
+        request._vigil_exception = exception
         return None

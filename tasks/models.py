@@ -57,3 +57,36 @@ class FunctionMetric(VigilModel):
     @property
     def error_rate(self) -> float | None:
         return self.error_count / self.invocation_count if self.invocation_count else None
+
+
+class FunctionFailure(VigilModel):
+    """One failed invocation of a task or endpoint, kept for the dashboard's "recent failures".
+
+    Recorded in memory on the recorder's error path and written at flush in bulk, at most
+    ``tasks.metrics.MAX_FAILURES_PER_FUNCTION`` per function per flush (a failure storm cannot flood the
+    table); rows older than the retention are purged by ``tasks.services.function_failures_purge``.
+    ``message`` is the exception's ``str`` cut to 500 characters (no traceback, no locals).
+    """
+
+    team_scope_path = None  # platform-wide operational data
+
+    function_name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=FunctionKind.choices)
+    exception_type = models.CharField(max_length=200)
+    message = models.CharField(max_length=500, blank=True)
+    task_id = models.CharField(max_length=255, blank=True, help_text="Celery task id (tasks only).")
+    path = models.CharField(max_length=500, blank=True, help_text="Request path (endpoints only).")
+    occurred_at = models.DateTimeField()
+    process = models.CharField(max_length=255, blank=True, help_text="host:pid of the process that saw it.")
+
+    class Meta:
+        db_table = "function_failures"
+        ordering = ["-occurred_at"]
+        indexes = [
+            models.Index(fields=["function_name", "-occurred_at"], name="idx_fn_failures_name_time"),
+            models.Index(fields=["-occurred_at"], name="idx_fn_failures_time"),
+            models.Index(fields=["exception_type"], name="idx_fn_failures_type"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.function_name}: {self.exception_type} @ {self.occurred_at:%Y-%m-%d %H:%M:%S}"

@@ -115,6 +115,12 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         description="Self-monitoring: queue depth, outbox lag and late periodic tasks as events of vigil-platform.",
         expires_seconds=55,
     ),
+    ScheduleSpec(
+        task="tasks.purge_function_failures",
+        every_seconds=3600,
+        description="Delete recent-failure details (function_failures) older than 14 days.",
+        expires_seconds=3000,
+    ),
 )
 
 PREFIX = "vigil:"

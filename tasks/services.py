@@ -7,15 +7,16 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from tasks.models import FunctionMetric
+from tasks.models import FunctionFailure, FunctionMetric
 
 if TYPE_CHECKING:
-    from tasks.metrics import WindowAggregate
+    from tasks.metrics import FailureRecord, WindowAggregate
 
 _NAME_LENGTH = FunctionMetric._meta.get_field("function_name").max_length
 
@@ -126,3 +127,41 @@ def function_metrics_upsert(*, aggregates: Iterable[WindowAggregate], chunk_size
                 )
             cursor.execute(_upsert_sql(vendor, len(chunk)), params)
     return len(aggregates)
+
+
+# How long failure details are kept (the dashboard shows the last 7 days at most).
+FUNCTION_FAILURES_RETENTION_DAYS = 14
+
+
+def function_failures_record(*, failures: Iterable[FailureRecord]) -> int:
+    """Insert failure details kept by the recorder, in one bulk insert; returns the rows written.
+
+    Not idempotent (each call inserts); the recorder bounds what it hands over per flush.
+    """
+    rows = [
+        FunctionFailure(
+            function_name=failure.function_name[:_NAME_LENGTH],
+            kind=failure.kind,
+            exception_type=failure.exception_type[:200],
+            message=failure.message[:500],
+            task_id=failure.task_id[:255],
+            path=failure.path[:500],
+            occurred_at=failure.occurred_at,
+            process=failure.process[:255],
+        )
+        for failure in failures
+    ]
+    FunctionFailure.objects.bulk_create(rows, batch_size=500)
+    return len(rows)
+
+
+def function_failures_purge(
+    *, older_than_days: int = FUNCTION_FAILURES_RETENTION_DAYS, now: datetime | None = None
+) -> int:
+    """Delete failure rows that occurred more than ``older_than_days`` ago; returns how many.
+
+    One set-based DELETE on the ``occurred_at`` index; idempotent.
+    """
+    cutoff = (now or timezone.now()) - timedelta(days=older_than_days)
+    deleted, _ = FunctionFailure.objects.filter(occurred_at__lt=cutoff).delete()
+    return deleted

@@ -5,6 +5,7 @@ import dataclasses
 
 from tasks.base import vigil_task
 from tasks.retention import function_metrics_rollup as rollup_function_metrics
+from tasks.services import function_failures_purge
 
 
 class CanaryFailure(RuntimeError):
@@ -39,3 +40,9 @@ def self_monitor() -> dict[str, int]:
 
     report = self_monitor_run()
     return {"sent": report.sent, "skipped": report.skipped}
+
+
+@vigil_task(name="tasks.purge_function_failures")
+def purge_function_failures() -> int:
+    """Delete recent-failure rows past their retention (``tasks.services.function_failures_purge``)."""
+    return function_failures_purge()

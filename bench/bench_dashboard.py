@@ -1,0 +1,121 @@
+"""Function dashboard benchmark: server time of the admin page for 7 days × 50 functions of minute windows.
+
+Seeds ``function_metrics`` with one row per function per minute for 7 days (504,000 rows, bulk insert,
+realistic histograms and a few errors), then times the whole admin view (``GET
+/admin/tasks/functionmetric/dashboard/?range=7d`` through the Django test client: query, merge,
+SVG geometry and template) and, separately, the service ``function_dashboard`` alone.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from datetime import timedelta
+
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+
+from bench.harness import write_result
+
+FUNCTIONS = 50
+DAYS = 7
+TARGET_MS = 300
+ROUNDS = 7
+
+
+def _seed(now) -> int:
+    from tasks.models import FunctionKind, FunctionMetric
+
+    FunctionMetric.objects.all().delete()
+    first = (now - timedelta(days=DAYS)).replace(second=0, microsecond=0)
+    minutes = DAYS * 24 * 60
+    total = 0
+    for function in range(FUNCTIONS):
+        name = f"bench.function_{function:02d}"
+        rows = []
+        for minute in range(minutes):
+            calls = 5 + (function + minute) % 20
+            errors = 1 if (minute + function) % 97 == 0 else 0
+            rows.append(
+                FunctionMetric(
+                    id=uuid.uuid4(),
+                    function_name=name,
+                    kind=FunctionKind.TASK if function % 2 else FunctionKind.ENDPOINT,
+                    measurement_window=first + timedelta(minutes=minute),
+                    window_seconds=60,
+                    invocation_count=calls,
+                    error_count=errors,
+                    total_latency_ms=calls * 12.5,
+                    max_latency_ms=240.0,
+                    cold_start_count=1 if minute % 720 == 0 else 0,
+                    errors_by_type={"RuntimeError": errors} if errors else {},
+                    latency_histogram={"5": calls // 2, "25": calls - calls // 2 - 1, "250": 1},
+                    recorded_at=now,
+                )
+            )
+        FunctionMetric.objects.bulk_create(rows, batch_size=5000)
+        total += len(rows)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE function_metrics")
+    return total
+
+
+def _time_ms(func) -> list[float]:
+    func()  # warm-up (imports, template compilation, plans)
+    samples = []
+    for _ in range(ROUNDS):
+        started = time.perf_counter()
+        func()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def run() -> None:
+    from django.contrib.auth import get_user_model
+    from django.urls import reverse
+
+    from tasks.dashboard import function_dashboard
+
+    now = timezone.now()
+    seeded = _seed(now)
+    user_model = get_user_model()
+    admin = user_model.objects.filter(username="bench-dashboard").first() or user_model.objects.create_superuser(
+        "bench-dashboard", "bench-dashboard@example.com", "x" * 20
+    )
+    client = Client()
+    client.force_login(admin)
+    url = reverse("admin:tasks_functionmetric_dashboard")
+
+    def render():
+        response = client.get(url, {"range": "7d"})
+        assert response.status_code == 200, response.status_code
+        assert response.content.count(b'class="heatmap-cell"') == FUNCTIONS * 28
+
+    view_ms = _time_ms(render)
+    service_ms = _time_ms(lambda: function_dashboard(range_key="7d"))
+    day_ms = _time_ms(lambda: client.get(url, {"range": "24h"}))
+    view_p50 = statistics.median(view_ms)
+    results = [
+        {
+            "metric": f"dashboard page, 7 d × {FUNCTIONS} functions ({seeded:,} minute windows), median",
+            "value": view_p50,
+            "unit": "ms",
+            "target": f"≤ {TARGET_MS} ms",
+            "ok": view_p50 <= TARGET_MS,
+        },
+        {"metric": "dashboard page, 7 d, slowest round", "value": max(view_ms), "unit": "ms"},
+        {"metric": "function_dashboard service alone, 7 d, median", "value": statistics.median(service_ms),
+         "unit": "ms"},
+        {"metric": "dashboard page, 24 h, median", "value": statistics.median(day_ms), "unit": "ms"},
+    ]  # fmt: skip
+    path = write_result(
+        "dashboard",
+        title="Function dashboard render time",
+        results=results,
+        notes="Server time of the whole admin view through the Django test client (query, merge, SVG, template).",
+    )
+    for row in results:
+        print(f"  {row['metric']}: {row['value']:.1f} {row['unit']}")
+    print(f"  written to {path}")
