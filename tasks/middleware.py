@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from functools import lru_cache
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, ResolverMatch, resolve
@@ -60,8 +61,10 @@ def normalize_route(route: str) -> str:
     return text.rstrip("/") or "/"
 
 
+@lru_cache(maxsize=4096)
 def endpoint_name(method: str, route: str) -> str:
-    """The function name of an endpoint in metrics: ``GET /api/v1/teams/{pk}``."""
+    """The function name of an endpoint in metrics: ``GET /api/v1/teams/{pk}``. Cached: routes are a fixed
+    set, and normalizing one walks it character by character."""
     return f"{method} {normalize_route(route)}"
 
 
