@@ -31,10 +31,11 @@ from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from governance.choices import AuditAction, EvaluationProvenance, Severity
+from governance.choices import AuditAction, Severity
 from governance.models import AISystem, AuditLog, EvaluationRun, Policy, PolicyVersion, User
 from governance.selectors import as_uuid
 from governance.services.audit import audit_record
+from governance.services.bypass.gate_circumvention import is_unverified_gateway_result
 from governance.services.errors import InvalidFields
 from governance.services.policy_eval import (
     MetricKey,
@@ -176,22 +177,15 @@ def _named_runs(system: AISystem, ids: Sequence[str]) -> tuple[list[EvaluationRu
     return found, errors
 
 
-def _gateway_suites() -> frozenset[str]:
-    from governance.services.gateway import EVALUATION_SUITES
-
-    return frozenset(EVALUATION_SUITES)
-
-
 def _run_reasons(runs: Sequence[EvaluationRun], *, latest: bool) -> list[str]:
     """A failed run blocks; so does a posted (unverified) result of a suite the gateway runs, whatever it
     claims, so a posted pass cannot hide a failed gateway run. ``latest``: the runs are the system's latest
     per suite/metric (no run was named)."""
     reasons = []
-    gateway_suites = _gateway_suites()
     prefix = "latest " if latest else ""
     for run in runs:
         where = f"(run {run.pk}, {run.ran_at:%Y-%m-%d %H:%M} UTC)"
-        if run.suite in gateway_suites and run.provenance != EvaluationProvenance.GATEWAY:
+        if is_unverified_gateway_result(suite=run.suite, provenance=run.provenance):
             by = f" by {run.triggered_by}" if run.triggered_by else ""
             reasons.append(
                 f"{prefix}{run.suite}/{run.metric} result posted{by} without an eval run: unverified, "
@@ -316,10 +310,9 @@ def _with_named_runs(facts: SystemFacts, runs: list[EvaluationRun]) -> SystemFac
     results of gateway suites are never evidence."""
     if not runs:
         return facts
-    gateway_suites = _gateway_suites()
     metrics, sources = dict(facts.metrics), dict(facts.metric_runs)
     for run in sorted(runs, key=lambda r: (r.ran_at, r.created_at)):
-        if run.suite in gateway_suites and run.provenance == EvaluationProvenance.REPORTED:
+        if is_unverified_gateway_result(suite=run.suite, provenance=run.provenance):
             continue
         for key in (MetricKey(run.suite, run.metric), MetricKey("", run.metric)):
             metrics[key], sources[key] = run.value, str(run.pk)

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from governance.choices import EvaluationProvenance
 from governance.models import AISystem, EvaluationRun
+from governance.services.bypass.gate_circumvention import is_unverified_gateway_result
 
 __all__ = [
     "ACTION_RANK",
@@ -320,12 +320,6 @@ def policy_decide(document: Mapping[str, Any], facts: SystemFacts) -> PolicyDeci
 
 
 # --- facts from the database ---------------------------------------------------------------------------------
-def _gateway_suites() -> frozenset[str]:
-    from governance.services.gateway import EVALUATION_SUITES  # the gateway builds on this module's app
-
-    return frozenset(EVALUATION_SUITES)
-
-
 class MetricTimeline:
     """The evaluation results of some systems in ``ran_at`` order, replayed forward: ``advance(at)`` takes in
     every result ran at or before ``at`` and ``values(system)`` gives the latest per metric key. One query
@@ -338,7 +332,6 @@ class MetricTimeline:
         self._rows: list[tuple] = []
         self._next = 0
         if self._wanted and system_ids:
-            gateway_suites = _gateway_suites()
             runs = (
                 EvaluationRun.objects.filter(
                     system_id__in=system_ids, metric__in={key.metric for key in self._wanted}, ran_at__lte=until
@@ -350,7 +343,7 @@ class MetricTimeline:
                 row
                 for row in runs
                 # A posted result of a suite the gateway runs was never run: not evidence.
-                if not (row[2] in gateway_suites and row[5] == EvaluationProvenance.REPORTED)
+                if not is_unverified_gateway_result(suite=row[2], provenance=row[5])
             ]
 
     def advance(self, at: datetime) -> None:
