@@ -39,7 +39,7 @@ from django.utils import timezone
 
 from governance.models import CallerActivity, RateLimit
 from governance.services.bypass.auth import COUNTER_GROUPS
-from governance.services.bypass.core import bypass_detection_emit, detector_settings
+from governance.services.bypass.core import bypass_detection_emit, detector_settings, hour_start
 
 __all__ = [
     "MIN_ACTIVE_DAYS",
@@ -76,10 +76,6 @@ class CallerBaseline:
     def noise(self) -> float:
         """σ floored at √mean (at least 1): a count's own noise, so a flat history is not hair-trigger."""
         return max(self.std, math.sqrt(self.mean), 1.0)
-
-
-def _hour_start(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def caller_activity_between(
@@ -180,7 +176,7 @@ def bypass_scan_unusual_patterns(*, now: datetime | None = None) -> int:
     is idempotent anyway (one event per caller and hour), so a lost cache only repeats the work.
     """
     now = now or timezone.now()
-    judged = _hour_start(now) - HOUR
+    judged = hour_start(now) - HOUR
     marker = f"{_JUDGED_CACHE_PREFIX}{judged.isoformat()}"
     if cache.get(marker):
         return 0

@@ -40,6 +40,7 @@ __all__ = [
     "bypass_event_id",
     "detector_settings",
     "detector_signal",
+    "hour_start",
     "platform_system_ensure",
     "redact_details",
 ]
@@ -127,13 +128,14 @@ def redact_details(details: Mapping[str, Any]) -> dict[str, Any]:
     return {key: _clean(details[key]) for key in _KEPT_DETAIL_KEYS if details.get(key) is not None}
 
 
-def _hour_of(moment: datetime) -> datetime:
+def hour_start(moment: datetime) -> datetime:
+    """The start of ``moment``'s UTC hour: the period of a detection."""
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def bypass_event_id(*, detector: str, source: str, now: datetime) -> uuid.UUID:
     """The deterministic event id of a detection: UUID5 of (detector, source, UTC hour of ``now``)."""
-    return uuid.uuid5(DETECTION_NAMESPACE, f"{detector}|{source}|{_hour_of(now).isoformat()}")
+    return uuid.uuid5(DETECTION_NAMESPACE, f"{detector}|{source}|{hour_start(now).isoformat()}")
 
 
 class _AlreadyRecorded(Exception):

@@ -17,7 +17,7 @@ reports nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import Exists, Min, OuterRef
@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from governance.governed_tables import CRITICAL_TABLES
 from governance.models import AuditedTransaction, GovernedChange
-from governance.services.bypass.core import bypass_detection_emit, detector_settings
+from governance.services.bypass.core import bypass_detection_emit, detector_settings, hour_start
 
 __all__ = ["JUDGE_CHUNK_SIZE", "PURGE_CHUNK_SIZE", "bypass_scan_direct_writes", "governed_changes_purge"]
 
@@ -66,10 +66,6 @@ class _Finding:
 
 def _source(change: dict) -> str:
     return f"db:{change['db_user']}@{change['client_addr'] or 'local'}/{change['application_name']}"
-
-
-def _hour(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def bypass_scan_direct_writes(*, now: datetime | None = None) -> int:
@@ -137,7 +133,7 @@ def _judge_chunk(*, cutoff: datetime, now: datetime) -> tuple[int, int]:
     )
     findings: dict[tuple[str, datetime], _Finding] = {}
     for change in unaudited:
-        key = (_source(change), _hour(change["changed_at"]))
+        key = (_source(change), hour_start(change["changed_at"]))
         if key not in findings:
             findings[key] = _Finding(
                 db_user=change["db_user"], client_addr=change["client_addr"], application=change["application_name"]
