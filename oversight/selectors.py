@@ -11,11 +11,9 @@ from uuid import UUID
 
 from django.db import connection
 from django.db.models import (
-    Aggregate,
     Avg,
     Count,
     F,
-    FloatField,
     Max,
     Min,
     OuterRef,
@@ -115,19 +113,6 @@ def alert_get_for_user(*, user: User, alert_id: str) -> Alert | None:
 
 
 # --- signal aggregates (the policy evaluator's view of telemetry) ------------------------------------------
-class PercentileCont(Aggregate):
-    """PostgreSQL's ``percentile_cont(fraction) WITHIN GROUP (ORDER BY expression)``."""
-
-    function = "percentile_cont"
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
-
-    def __init__(self, expression, *, fraction: float, **extra):
-        if not 0 <= fraction <= 1:
-            raise ValueError("fraction must lie in [0, 1]")
-        super().__init__(expression, fraction=float(fraction), **extra)
-
-
 SIGNAL_AGGREGATES = ("last", "min", "max", "avg", "sum", "count", "p50", "p95", "p99")
 _PERCENTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
 
@@ -139,10 +124,11 @@ def signal_aggregates(
     for every aggregate of ``SIGNAL_AGGREGATES``; systems without such events get count and sum 0 and
     None for the rest. ``category`` narrows to events of that category when given.
 
-    Three queries whatever the number of systems, each on the ``(system, signal, occurred_at)`` index:
-    count/sum/avg/min/max together, the latest value (``last``: newest ``occurred_at``, ties broken by
-    the newest arrival), and the percentiles (``percentile_cont`` on PostgreSQL; computed from the values
-    on SQLite, which is for development only).
+    The portable form, on any database (``signal_aggregates_many`` uses it where it has no single-query
+    SQL): three queries whatever the number of systems, each on the ``(system, signal, occurred_at)``
+    index: count/sum/avg/min/max together, the latest value (``last``: newest ``occurred_at``, ties broken
+    by the newest arrival), and the values themselves, whose percentiles are interpolated as PostgreSQL's
+    ``percentile_cont`` does.
     """
     ids = list(dict.fromkeys(system_ids))
     result: dict[UUID, dict[str, float | None]] = {
@@ -173,21 +159,12 @@ def signal_aggregates(
         .values_list("pk", "last")
     ):
         result[system_id]["last"] = value
-    if connection.vendor == "postgresql":
-        rows = (
-            events.filter(system_id__in=present)
-            .values("system_id")
-            .annotate(**{name: PercentileCont("value", fraction=q) for name, q in _PERCENTILES.items()})
-        )
-        for row in rows.order_by():
-            result[row["system_id"]].update({name: row[name] for name in _PERCENTILES})
-    else:
-        values: dict[UUID, list[float]] = defaultdict(list)
-        for system_id, value in events.filter(system_id__in=present).values_list("system_id", "value"):
-            values[system_id].append(value)
-        for system_id, series in values.items():
-            series.sort()
-            result[system_id].update({name: _percentile(series, q) for name, q in _PERCENTILES.items()})
+    values: dict[UUID, list[float]] = defaultdict(list)
+    for system_id, value in events.filter(system_id__in=present).values_list("system_id", "value"):
+        values[system_id].append(value)
+    for system_id, series in values.items():
+        series.sort()
+        result[system_id].update({name: _percentile(series, q) for name, q in _PERCENTILES.items()})
     return result
 
 
