@@ -26,7 +26,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from governance.models import AISystem, User
-from governance.selectors import scope_to_teams
+from governance.selectors import as_uuid, scope_to_teams
 from governance.services.audit import text_storage_problem
 from hitl.models import ReviewItem
 from incidents.models import OPEN_INCIDENT_STATUSES, Incident
@@ -229,7 +229,7 @@ def signal_aggregates_many(
     for system_id, *values in rows:
         position = 0
         for index, item in enumerate(series):
-            target = result[_as_uuid(system_id)][index]
+            target = result[as_uuid(system_id)][index]
             for name in sorted(item.aggregates):
                 value = values[position]
                 position += 1
@@ -250,10 +250,6 @@ _AGGREGATE_SQL = {
         for name, q in _PERCENTILES.items()
     },
 }
-
-
-def _as_uuid(value) -> UUID:
-    return value if isinstance(value, UUID) else UUID(str(value))
 
 
 def oldest_unprocessed_batch_received_at() -> datetime | None:

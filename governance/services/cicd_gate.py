@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from governance.choices import AuditAction, Severity
 from governance.models import AISystem, AuditLog, EvaluationRun, Policy, PolicyVersion, User
-from governance.selectors import as_uuid
+from governance.selectors import as_uuid, is_uuid
 from governance.services.audit import audit_record
 from governance.services.bypass.gate_circumvention import is_unverified_gateway_result
 from governance.services.errors import InvalidFields
@@ -97,10 +97,7 @@ class GateDecision:
 
 # --- which policy versions ---------------------------------------------------------------------------------
 def _uuid_or_none(value: Any) -> Any:
-    try:
-        return as_uuid(value)
-    except (TypeError, ValueError, AttributeError):
-        return None
+    return as_uuid(value) if is_uuid(value) else None
 
 
 def _parse_policy_ref(ref: str) -> tuple[str, int | None]:
