@@ -126,6 +126,18 @@ def check_retention_order(value: dict[str, Any]) -> dict[str, list[str]]:
     return {}
 
 
+def check_predictive_levels(value: dict[str, Any]) -> dict[str, list[str]]:
+    """A proactive review needs a score at least as high as the alert threshold of its prediction type."""
+    errors: dict[str, list[str]] = {}
+    review = value["review_threshold"]
+    for kind, threshold in value["alert_thresholds"].items():
+        if review < threshold:
+            errors.setdefault("value.review_threshold", []).append(
+                f"must be at least alert_thresholds.{kind} ({threshold}), got {review}"
+            )
+    return errors
+
+
 def _thresholds(category: str, signals: dict[str, dict[str, Any]]) -> ConfigKey:
     return ConfigKey(
         key=f"oversight.thresholds.{category}",
@@ -419,6 +431,28 @@ KEYS: tuple[ConfigKey, ...] = (
             "kept hourly_days."
         ),
         checks=(check_retention_order,),
+    ),
+    ConfigKey(
+        key="governance.predictive",
+        category=ConfigCategory.THRESHOLDS,
+        default={
+            "enabled": True,
+            "timeframe_hours": 24,
+            "min_history_hours": 24,
+            "alert_thresholds": {"drift_risk": 0.5, "compliance_risk": 0.5, "incident_probability": 0.5},
+            "review_threshold": 0.8,
+            "quality_floor": {"auc": 0.85, "brier": 0.2},
+            "retrain_min_labelled": 200,
+            "retention_days": 90,
+        },
+        description=(
+            "Predictive governance: the forecast horizon, the least history an AI system needs before it gets a "
+            "prediction, the score from which a prediction is an alert (badge) per type, the score from which it "
+            "opens a proactive low-severity review, the measured quality (AUC at least, Brier at most) below "
+            "which capability 12 counts as not enforced, the labelled history needed before retraining on real "
+            "data, and how long predictions are kept."
+        ),
+        checks=(check_predictive_levels,),
     ),
 )
 

@@ -127,6 +127,9 @@ class AuditAction(models.TextChoices):
     POLICY_ACTIVATED = "policy.activated", "Policy version activated"
     POLICY_DEACTIVATED = "policy.deactivated", "Policy deactivated"
     POLICY_SHADOW_REPLAYED = "policy.shadow_replayed", "Policy version shadow-replayed"
+    PREDICTOR_TRAINED = "predictor.trained", "Predictive model trained"
+    PREDICTOR_ACTIVATED = "predictor.activated", "Predictive model activated"
+    PREDICTION_REVIEW_OPENED = "prediction.review_opened", "Proactive review opened for a prediction"
 
 
 class GateVerdict(models.TextChoices):
@@ -145,3 +148,24 @@ class EvaluationProvenance(models.TextChoices):
 
     GATEWAY = "gateway", "Gateway run"
     REPORTED = "reported", "Reported"
+
+
+class PredictionType(models.TextChoices):
+    """What predictive governance forecasts for an AI system (the plan's ``prediction_type``)."""
+
+    DRIFT_RISK = "drift_risk", "Drift risk"
+    COMPLIANCE_RISK = "compliance_risk", "Compliance risk"
+    INCIDENT_PROBABILITY = "incident_probability", "Incident probability"
+
+
+class PredictionOutcome(models.TextChoices):
+    """How a prediction turned out once its timeframe passed (the predicted-vs-actual panel)."""
+
+    PENDING = "pending", "Pending"
+    OCCURRED = "occurred", "Occurred"
+    NOT_OCCURRED = "not_occurred", "Did not occur"
+
+
+class PredictorSource(models.TextChoices):
+    SYNTHETIC = "synthetic", "Synthetic history with known onsets"
+    HISTORY = "history", "This installation's own history"

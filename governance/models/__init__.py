@@ -6,6 +6,7 @@ from governance.models.changes import AuditedTransaction, GovernedChange
 from governance.models.deployments import Deployment
 from governance.models.organization import AISystem, Team, User
 from governance.models.policies import ContentFormat, Policy, PolicyVersion, PolicyVersionImmutable
+from governance.models.predictive import PredictiveGovernance, PredictorModel
 from governance.models.ratelimit import RateLimit
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "Policy",
     "PolicyVersion",
     "PolicyVersionImmutable",
+    "PredictiveGovernance",
+    "PredictorModel",
     "RateLimit",
     "Team",
     "User",
