@@ -313,4 +313,4 @@ class AuditVerificationAdmin(ReadOnlyAdmin):
 
 
 # Registered from their own modules: caller activity, the governed-change log, Deployment and Policy admins.
-from governance import admin_activity, admin_changes, admin_deployments, admin_policies  # noqa: E402,F401
+from governance import admin_activity, admin_changes, admin_demo, admin_deployments, admin_policies  # noqa: E402,F401

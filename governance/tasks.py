@@ -26,3 +26,12 @@ def bypass_scan() -> dict[str, int]:
     from governance.services.bypass import bypass_scan as scan
 
     return scan()
+
+
+@vigil_task(name="governance.demo_run", soft_time_limit=900, time_limit=960)
+def demo_run(run_id: str) -> str:
+    """Play one golden-demo run (started by the API or the admin). Idempotent: a run that is not pending
+    any more is left as it is. Not retried: a failed step is the run's result, not a transient error."""
+    from governance.services.demo import demo_run_execute
+
+    return demo_run_execute(run_id=run_id).status
