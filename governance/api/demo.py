@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from governance.api.errors import Conflict
 from governance.choices import DemoCategory, Role
 from governance.models import DemoRun, DemoScenario
-from governance.selectors import as_uuid
+from governance.selectors import is_uuid
 from governance.services.demo import (
     DEFAULT_SCENARIOS,
     DemoRunConflict,
@@ -115,9 +115,7 @@ class DemoRunViewSet(viewsets.ViewSet):
     write_roles = DEMO_WRITERS
 
     def _run(self, pk) -> DemoRun:
-        run = (
-            DemoRun.objects.select_related("scenario").filter(pk=as_uuid(str(pk))).first() if as_uuid(str(pk)) else None
-        )
+        run = DemoRun.objects.select_related("scenario").filter(pk=pk).first() if is_uuid(pk) else None
         if run is None:
             raise NotFound(f"No demo run {pk!r}.")
         return run

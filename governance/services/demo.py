@@ -90,12 +90,11 @@ def scenario_problems(*, steps: Any, expected_outcomes: Any) -> dict[str, list[s
 
 def scenario_resolve(*, scenario: Any = None, mode: str | None = None) -> DemoScenario:
     """The scenario named by id or name, else the default scenario of ``mode`` (DemoRunInvalid otherwise)."""
-    from governance.selectors import as_uuid
+    from governance.selectors import is_uuid
 
     if scenario not in (None, ""):
         ref = str(scenario)
-        uuid = as_uuid(ref)
-        found = DemoScenario.objects.filter(pk=uuid).first() if uuid else None
+        found = DemoScenario.objects.filter(pk=ref).first() if is_uuid(ref) else None
         found = found or DemoScenario.objects.filter(scenario_name=ref).first()
         if found is None:
             raise DemoRunInvalid({"scenario": [f"no demo scenario {ref!r}"]})
