@@ -251,6 +251,7 @@ SPECTACULAR_SETTINGS = {
         "IncidentStatusEnum": "incidents.models.IncidentStatus",
         "FollowUpStatusEnum": "incidents.models.FollowUpStatus",
         "RegulatoryBasisEnum": "incidents.models.RegulatoryBasis",
+        "DemoCategoryEnum": "governance.choices.DemoCategory",
     },
 }
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -16,7 +22,6 @@ from governance.choices import DemoCategory, Role
 from governance.models import DemoRun, DemoScenario
 from governance.selectors import is_uuid
 from governance.services.demo import (
-    DEFAULT_SCENARIOS,
     DemoRunConflict,
     DemoRunInvalid,
     demo_run_representation,
@@ -46,7 +51,9 @@ class DemoRunStartSerializer(serializers.Serializer):
         required=False, max_length=100, help_text="A scenario's name or id; else the default scenario of ``mode``."
     )
     mode = serializers.ChoiceField(
-        choices=list(DEFAULT_SCENARIOS), required=False, help_text="investor, audit or training."
+        choices=DemoCategory.choices,
+        required=False,
+        help_text="investor, audit or training: plays that mode's default scenario.",
     )
     seed = serializers.IntegerField(default=42, min_value=-(2**63), max_value=2**63 - 1)
 
@@ -109,6 +116,10 @@ _RUN = inline_serializer(
 )
 
 
+_RUN_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The demo run's id.")
+
+
+@extend_schema_view(retrieve=extend_schema(parameters=[_RUN_ID]), evidence=extend_schema(parameters=[_RUN_ID]))
 class DemoRunViewSet(viewsets.ViewSet):
     """Golden-demo runs: admin and governance lead start them; every human role follows them."""
 

@@ -53,8 +53,9 @@ class Command(BaseCommand):
         console = Console(file=self.stdout._out, no_color=options["no_color"], highlight=False)
         if not console.is_terminal:
             console.width = 110  # a log file or CI: wide enough for the KPI table on one line per row
-        # Eager tasks log one line each at INFO; the narration says what they do.
-        logging.getLogger("celery.app.trace").disabled = True
+        # Eager tasks log one line each at INFO; the narration says what they do. A filter, because a
+        # later logging reconfiguration re-enables disabled loggers.
+        logging.getLogger("celery.app.trace").addFilter(_quiet)
         try:
             scenario = scenario_resolve(scenario=options["scenario"], mode=options["mode"])
             run = demo_run_start(scenario=scenario, seed=options["seed"], user=None)
@@ -117,6 +118,10 @@ class Command(BaseCommand):
         console.print(
             "Next: 'make serve', then open the run in the admin (Governance › Demo runs) to replay it step by step."
         )
+
+
+def _quiet(record: logging.LogRecord) -> bool:
+    return record.levelno > logging.INFO
 
 
 def kpi_table(run: DemoRun) -> Table:
