@@ -64,6 +64,9 @@ class DemoRunStartSerializer(serializers.Serializer):
 
 
 class DemoScenarioSerializer(serializers.ModelSerializer):
+    # Declared: the model field's range differs by database vendor, and so would the schema.
+    duration_seconds = serializers.IntegerField(read_only=True, help_text="The time budget the scenario is built for.")
+
     class Meta:
         model = DemoScenario
         fields = [
