@@ -45,7 +45,8 @@ INCIDENT_WINDOW = timedelta(days=30)
 DRIFT_SIGNALS = ("psi", "null_rate")
 INCIDENT_SIGNALS = ("error_rate", "latency_p95_ms")
 MARGIN_FLOOR = 1e-9
-NO_RUN_MARGIN = 1.0  # a system without evaluation runs in the window: as far from failing as a healthy one
+NO_RUN_MARGIN = 1.0
+HORIZON_CAP_HOURS = 72.0  # "not within three days" — a flat or falling trend  # a system without evaluation runs in the window: as far from failing as a healthy one
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ def _signal_features(signal: str, types: tuple[str, ...], title: str) -> tuple[F
         FeatureSpec(f"{signal}_slope_24h", f"{title}: trend over 24 h (warning levels per day)", types),
         FeatureSpec(f"{signal}_acceleration", f"{title}: trend of the last 6 h minus trend of 24 h", types),
         FeatureSpec(f"{signal}_shift_7d", f"{title}: last 6 h minus the 7-day baseline (× warning level)", types),
+        FeatureSpec(f"{signal}_hours_to_warning", f"{title}: hours until the 24-h trend reaches the warning level "
+                    f"(capped at {HORIZON_CAP_HOURS:g})", types),
     )
 
 
@@ -83,6 +86,8 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("error_rate_level_6h", "Error rate: mean of the last 6 h (× warning level)", (INCIDENT,)),
     FeatureSpec("error_rate_slope_24h", "Error rate: trend over 24 h (warning levels per day)", (INCIDENT,)),
     FeatureSpec("error_rate_acceleration", "Error rate: trend of the last 6 h minus trend of 24 h", (INCIDENT,)),
+    FeatureSpec("error_rate_hours_to_warning", "Error rate: hours until the 24-h trend reaches the warning level",
+                (INCIDENT,)),
     FeatureSpec("latency_p95_ms_level_6h", "Latency p95: mean of the last 6 h (× warning level)", (INCIDENT,)),
     FeatureSpec("latency_p95_ms_slope_24h", "Latency p95: trend over 24 h (warning levels per day)", (INCIDENT,)),
     FeatureSpec("severe_events_24h", "Critical/high-severity events in 24 h", (INCIDENT,)),
@@ -151,6 +156,7 @@ def feature_table(*, system_ids: Iterable[UUID], as_of: datetime) -> FeatureTabl
     """The features of ``system_ids`` at ``as_of`` (see the module docstring): six queries in all."""
     ids = list(dict.fromkeys(system_ids))
     matrix = np.zeros((len(ids), len(FEATURE_NAMES)), dtype=np.float64)
+    matrix[:, [i for name, i in _INDEX.items() if name.endswith("_hours_to_warning")]] = HORIZON_CAP_HOURS
     position = {system_id: i for i, system_id in enumerate(ids)}
     starts = event_history_start(system_ids=ids, until=as_of)
     history = np.array(
@@ -202,6 +208,10 @@ def _telemetry(matrix: np.ndarray, position: dict[UUID, int], *, as_of: datetime
             "acceleration": sign * (slope_short - slope_day) * day_h / unit,
             "shift_7d": sign * ((mean_short - mean_long) / unit) if mean_short is not None and mean_long else 0.0,
         }
+        # The trend extrapolated: how long until the recent level reaches warning (1.0) at the daily slope.
+        per_hour = values["slope_24h"] / day_h
+        gap = max(0.0, 1.0 - values["level_6h"])
+        values["hours_to_warning"] = min(HORIZON_CAP_HOURS, gap / per_hour) if per_hour > 0 else HORIZON_CAP_HOURS
         for suffix, value in values.items():
             name = f"{signal}_{suffix}"
             if name in _INDEX:

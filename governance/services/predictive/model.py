@@ -51,6 +51,7 @@ class Predictor:
     calibration_b: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
     record_id: Any = None
+    version: int = 0
 
     @classmethod
     def from_parameters(cls, prediction_type: str, parameters: dict[str, Any], **extra) -> Predictor:
@@ -73,7 +74,7 @@ class Predictor:
     @classmethod
     def from_record(cls, record) -> Predictor:
         return cls.from_parameters(record.prediction_type, record.parameters, metrics=record.metrics,
-                                   record_id=record.pk)  # fmt: skip
+                                   record_id=record.pk, version=record.version)  # fmt: skip
 
     def parameters(self) -> dict[str, Any]:
         return {
