@@ -31,12 +31,15 @@ install-dev: $(VENV)/.dev ## Also install test, lint and benchmark tools
 migrate: install ## Apply migrations (also syncs the beat schedule)
 	$(PY) manage.py migrate --noinput
 
-demo: install ## Set up on SQLite (or $$DATABASE_URL), seed an estate, run a simulation, the review-backlog and incident scenarios, print the KPIs
+demo: install ## Set up on SQLite (or $$DATABASE_URL), seed an estate, run a simulation, predictions, the review-backlog and incident scenarios, print the KPIs
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py seed_demo
 	@echo
 	$(PY) manage.py simulate --count 10000 --seed 42 --no-progress
+	@echo
+	$(PY) manage.py predict_seed_history
+	$(PY) manage.py predict --train
 	@echo
 	$(PY) manage.py seed_backlog --pending 546
 	$(PY) manage.py triage_backlog --as demo-admin --enable-policy "Routine low/medium alert triage" --clear-low-risk

@@ -10,7 +10,7 @@ Per system, every 30 minutes (± jitter): ``psi``, ``null_rate`` (data quality),
 assessments. Healthy noise stays below every warning level (levels read from the config registry), so
 the only breaches are the planted onsets:
 
-* drift — PSI creeps up over 8–36 h (an accelerating ramp), sometimes with the null rate and a doubled
+* drift — PSI creeps up over 12–40 h (an accelerating ramp), sometimes with the null rate and a doubled
   event volume, first crosses its warning level at the onset, holds 3–10 h, recovers;
 * compliance — the evaluation metric slides toward its threshold over 24–60 h and the first failing run
   is the onset; overdue control assessments are more likely on those systems;
@@ -76,21 +76,28 @@ def synthetic_history(
         pass
 
 
-def history_generate(*, seed: int, system_count: int, days: int, end: datetime) -> SyntheticHistory:
+def history_generate(
+    *, seed: int, system_count: int, days: int, end: datetime, systems: list[AISystem] | None = None,
+    cutoff: datetime | None = None,
+) -> SyntheticHistory:  # fmt: skip
     """Generate and store the history (committed with the caller's transaction; prefer
-    :func:`synthetic_history`, which rolls it back)."""
+    :func:`synthetic_history`, which rolls it back). With ``systems`` the history is written for those
+    (existing) systems instead of new synthetic ones; with ``cutoff`` nothing after it is written, so
+    scenarios planned past it are still unfolding at ``cutoff`` (a demo estate with risks in progress)."""
     from oversight.services.ingest import events_bulk_load
 
     rng = np.random.default_rng(seed)
     start = end - timedelta(days=days)
-    team, _ = Team.objects.get_or_create(slug=HISTORY_TEAM_SLUG, defaults={"name": "Predictive synthetic history"})
-    systems = AISystem.objects.bulk_create(
-        [
-            AISystem(name=f"synthetic-{seed}-{i:04d}", entity_type=EntityType.MODEL, team=team,
-                     risk_class=RiskClass.LIMITED, description="Synthetic history for predictive governance.")
-            for i in range(system_count)
-        ]  # fmt: skip
-    )
+    if systems is None:
+        team, _ = Team.objects.get_or_create(slug=HISTORY_TEAM_SLUG,
+                                             defaults={"name": "Predictive synthetic history"})  # fmt: skip
+        systems = AISystem.objects.bulk_create(
+            [
+                AISystem(name=f"synthetic-{seed}-{i:04d}", entity_type=EntityType.MODEL, team=team,
+                         risk_class=RiskClass.LIMITED, description="Synthetic history for predictive governance.")
+                for i in range(system_count)
+            ]  # fmt: skip
+        )
     thresholds = {
         **registry.get("oversight.thresholds.data_quality"),
         **registry.get("oversight.thresholds.model_perf"),
@@ -99,9 +106,11 @@ def history_generate(*, seed: int, system_count: int, days: int, end: datetime) 
     history = SyntheticHistory(seed=seed, start=start, end=end, systems=systems)
     for system in systems:
         writer.system(system)
+    if cutoff is not None:
+        writer.cut(cutoff)
     history.onsets = writer.onsets
     history.counts = {
-        "events": events_bulk_load(events=writer.events, now=end),
+        "events": events_bulk_load(events=writer.events, now=min(end, cutoff or end)),
         "evaluation_runs": len(EvaluationRun.objects.bulk_create(writer.runs, batch_size=2000)),
         "assessments": len(ControlAssessment.objects.bulk_create(writer.assessments, batch_size=2000)),
     }
@@ -123,6 +132,17 @@ class _Writer:
         self.alerts: list[dict] = []
         self.incidents: list[dict] = []
         self.onsets: dict[str, dict] = {"drift_risk": {}, "compliance_risk": {}, "incident_probability": {}}
+
+    def cut(self, cutoff: datetime) -> None:
+        """Drop everything after ``cutoff`` (and the onsets that have not happened by then)."""
+        self.events = [e for e in self.events if e.occurred_at <= cutoff]
+        self.runs = [r for r in self.runs if r.ran_at <= cutoff]
+        self.alerts = [a for a in self.alerts if a["detected_at"] <= cutoff]
+        for alert in self.alerts:
+            alert["resolved_at"] = min(alert["resolved_at"], cutoff)
+        self.incidents = [i for i in self.incidents if i["opened_at"] <= cutoff and i["resolved_at"] <= cutoff]
+        self.onsets = {t: {s: [at for at in times if at <= cutoff] for s, times in by_system.items()}
+                       for t, by_system in self.onsets.items()}  # fmt: skip
 
     def at(self, hour: float) -> datetime:
         return self.start + timedelta(hours=float(hour))
@@ -179,16 +199,16 @@ class _Writer:
         rng = self.rng
         plan = {"onset": None, "near": None, "null_share": 0.0, "volume": None}
         if rng.random() < 0.45:
-            onset, lead = self.onset_hour(), float(rng.uniform(8, 36))
+            onset, lead = self.onset_hour(), float(rng.uniform(12, 40))
             hold = float(rng.uniform(3, 10))
             plan.update(onset=onset, ramp=(onset - lead, onset), hold=hold, shape=float(rng.uniform(1.0, 2.2)),
                         peak=float(rng.uniform(1.1, 2.0)))  # fmt: skip
             plan["null_share"] = float(rng.uniform(0.5, 0.85)) if rng.random() < 0.5 else 0.0
             if rng.random() < 0.5:
                 plan["volume"] = (onset - lead, onset + hold)
-        if rng.random() < 0.4:
+        if rng.random() < 0.35:
             peak_at, lead = self.onset_hour(), float(rng.uniform(8, 36))
-            plan["near"] = {"ramp": (peak_at - lead, peak_at), "peak": float(rng.uniform(0.6, 0.95)),
+            plan["near"] = {"ramp": (peak_at - lead, peak_at), "peak": float(rng.uniform(0.5, 0.9)),
                             "shape": float(rng.uniform(1.0, 2.2)), "decay": float(rng.uniform(4, 12))}  # fmt: skip
             if plan["volume"] is None and rng.random() < 0.3:
                 plan["volume"] = (peak_at - lead, peak_at)
