@@ -34,8 +34,10 @@ def _load(end) -> int:
 
     team, _ = Team.objects.get_or_create(slug="bench-predictive", defaults={"name": "Bench predictive"})
     systems = AISystem.objects.bulk_create(
-        [AISystem(name=f"bench-predict-{i:04d}", entity_type="model", team=team, risk_class="limited")
-         for i in range(SYSTEMS)]  # fmt: skip
+        [
+            AISystem(name=f"bench-predict-{i:04d}", entity_type="model", team=team, risk_class="limited")
+            for i in range(SYSTEMS)
+        ]  # fmt: skip
     )
     batch = IngestBatch.objects.create(received_at=end, processed_at=end, accepted=0, enqueue_count=0)
     rng = np.random.default_rng(9)
@@ -103,8 +105,13 @@ def run() -> None:
         title="Predictive governance: full prediction pass (1,000 systems × 30 days)",
         results=[
             {"metric": f"events in the table (COPY, {load_s:.0f} s)", "value": rows, "unit": "rows"},
-            {"metric": "full prediction pass (features, 3 models, factors, insert)", "value": pass_s, "unit": "s",
-             "target": "≤ 30 s", "ok": pass_s <= 30},
+            {
+                "metric": "full prediction pass (features, 3 models, factors, insert)",
+                "value": pass_s,
+                "unit": "s",
+                "target": "≤ 30 s",
+                "ok": pass_s <= 30,
+            },
             {"metric": "of which: features of every family", "value": features_s, "unit": "s"},
             {"metric": "baseline: plain GROUP BY scan of the same 7-day window", "value": baseline_s, "unit": "s"},
             {"metric": "pass / baseline scan", "value": pass_s / baseline_s, "unit": "×"},

@@ -333,7 +333,10 @@ def signal_window_stats(
     for row in rows:
         key = (as_uuid(row.pop("system_id")), row.pop("signal"))
         result[key] = SignalWindowStats(
-            **{name: (value if value is not None or name in ("max_day", "min_day") else 0) for name, value in row.items()}
+            **{
+                name: (value if value is not None or name in ("max_day", "min_day") else 0)
+                for name, value in row.items()
+            }
         )
     return result
 
@@ -374,9 +377,7 @@ def warning_breach_events(*, thresholds_by_category: dict[str, dict[str, dict]])
 def alert_counts(*, system_ids: Iterable[UUID], until: datetime, day: timedelta, long: timedelta) -> dict[UUID, dict]:
     """``{system id: {"day": n, "long": n}}``: alerts that started firing in ``(until − window, until]``."""
     rows = (
-        Alert.objects.filter(
-            system_id__in=list(system_ids), detected_at__gt=until - long, detected_at__lte=until
-        )
+        Alert.objects.filter(system_id__in=list(system_ids), detected_at__gt=until - long, detected_at__lte=until)
         .values("system_id")
         .annotate(day=Count("id", filter=Q(detected_at__gt=until - day)), long=Count("id"))
         .order_by()

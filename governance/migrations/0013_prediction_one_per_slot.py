@@ -4,14 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('governance', '0012_predictive_governance'),
+        ("governance", "0012_predictive_governance"),
     ]
 
     operations = [
         migrations.AddConstraint(
-            model_name='predictivegovernance',
-            constraint=models.UniqueConstraint(fields=('system', 'prediction_type', 'as_of'), name='prediction_one_per_slot'),
+            model_name="predictivegovernance",
+            constraint=models.UniqueConstraint(
+                fields=("system", "prediction_type", "as_of"), name="prediction_one_per_slot"
+            ),
         ),
     ]

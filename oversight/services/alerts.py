@@ -234,8 +234,9 @@ def alerts_record_history(*, alerts: list[dict]) -> int:
     rules = {rule.name: rule for rule in DetectionRule.objects.filter(name__in={a["rule"] for a in alerts})}
     rows = [
         Alert(
-            fingerprint=hashlib.sha256(f"history:{a['rule']}:{a['system_id']}:{a['detected_at'].isoformat()}".encode())
-            .hexdigest(),
+            fingerprint=hashlib.sha256(
+                f"history:{a['rule']}:{a['system_id']}:{a['detected_at'].isoformat()}".encode()
+            ).hexdigest(),
             rule=rules[a["rule"]],
             system_id=a["system_id"],
             status=AlertStatus.RESOLVED,

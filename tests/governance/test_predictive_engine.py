@@ -37,8 +37,9 @@ AS_OF = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 def _events(system, signal, points, category="data_quality"):
     """``points``: (hours before AS_OF, value)."""
     return [
-        CleanEvent(uuid.uuid4(), system.pk, category, "info", signal, float(value), AS_OF - timedelta(hours=h), "{}",
-                   None, {})  # fmt: skip
+        CleanEvent(
+            uuid.uuid4(), system.pk, category, "info", signal, float(value), AS_OF - timedelta(hours=h), "{}", None, {}
+        )  # fmt: skip
         for h, value in points
     ]
 
@@ -118,8 +119,14 @@ def test_evaluation_margin_assessments_and_volume_features():
 
 # --- the pass -------------------------------------------------------------------------------------------
 def test_systems_with_too_little_history_are_reported_and_get_no_prediction(models):
-    seasoned, fresh, silent = AISystemFactory(name="seasoned"), AISystemFactory(name="fresh"), AISystemFactory(name="silent")
-    _load(_events(seasoned, "psi", [(h, 0.02) for h in range(30)]), _events(fresh, "psi", [(h, 0.02) for h in range(3)]))
+    seasoned, fresh, _silent = (
+        AISystemFactory(name="seasoned"),
+        AISystemFactory(name="fresh"),
+        AISystemFactory(name="silent"),
+    )
+    _load(
+        _events(seasoned, "psi", [(h, 0.02) for h in range(30)]), _events(fresh, "psi", [(h, 0.02) for h in range(3)])
+    )
     result = predictions_run(as_of=AS_OF)
     reasons = {item["system"]: item["reason"] for item in result.insufficient_data}
     assert reasons["silent"] == "no events yet"
@@ -141,7 +148,10 @@ def test_running_a_slot_twice_writes_nothing_new(models):
 
 def test_prediction_scores_with_the_active_model_and_names_its_factors(models):
     rising, calm = AISystemFactory(name="rising"), AISystemFactory(name="calm")
-    _load(_events(rising, "psi", [(h, 0.09 - 0.002 * h) for h in range(30)]), _events(calm, "psi", [(h, 0.01) for h in range(30)]))
+    _load(
+        _events(rising, "psi", [(h, 0.09 - 0.002 * h) for h in range(30)]),
+        _events(calm, "psi", [(h, 0.01) for h in range(30)]),
+    )
     predictions_run(as_of=AS_OF)
     drift = {p.system.name: p for p in PredictiveGovernance.objects.filter(prediction_type=PredictionType.DRIFT_RISK)}
     assert drift["rising"].risk_score > drift["calm"].risk_score

@@ -62,8 +62,9 @@ def labelled_samples(
     per prediction type from the onsets in the tables (:mod:`onsets`)."""
     types = list(PredictionType.values)
     onsets = {
-        t: onset_times(prediction_type=t, system_ids=system_ids, since=steps[0] - timeframe,
-                       until=steps[-1] + timeframe)  # fmt: skip
+        t: onset_times(
+            prediction_type=t, system_ids=system_ids, since=steps[0] - timeframe, until=steps[-1] + timeframe
+        )  # fmt: skip
         for t in types
     }
     rows_ids, rows_at, blocks = [], [], []
@@ -155,8 +156,8 @@ def backtest_run(
     with synthetic_history(seed=seed, systems=systems, days=days, end=end) as history:
         ids = [system.pk for system in history.systems]
         first = history.start + timedelta(hours=WARMUP_HOURS)
-        steps = [first + timedelta(hours=h) for h in range(0, int((end - timeframe - first).total_seconds() // 3600) + 1,
-                                                            step_hours)]  # fmt: skip
+        last_hour = int((end - timeframe - first).total_seconds() // 3600)
+        steps = [first + timedelta(hours=h) for h in range(0, last_hour + 1, step_hours)]
         samples = labelled_samples(system_ids=ids, steps=steps, timeframe=timeframe,
                                    min_history_hours=settings["min_history_hours"])  # fmt: skip
         rows_written = dict(history.counts)

@@ -45,8 +45,8 @@ INCIDENT_WINDOW = timedelta(days=30)
 DRIFT_SIGNALS = ("psi", "null_rate")
 INCIDENT_SIGNALS = ("error_rate", "latency_p95_ms")
 MARGIN_FLOOR = 1e-9
-NO_RUN_MARGIN = 1.0
-HORIZON_CAP_HOURS = 72.0  # "not within three days" — a flat or falling trend  # a system without evaluation runs in the window: as far from failing as a healthy one
+NO_RUN_MARGIN = 1.0  # a system without evaluation runs in the window: as far from failing as a healthy one
+HORIZON_CAP_HOURS = 72.0  # "not within three days": a flat or falling trend
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,11 @@ def _signal_features(signal: str, types: tuple[str, ...], title: str) -> tuple[F
         FeatureSpec(f"{signal}_slope_24h", f"{title}: trend over 24 h (warning levels per day)", types),
         FeatureSpec(f"{signal}_acceleration", f"{title}: trend of the last 6 h minus trend of 24 h", types),
         FeatureSpec(f"{signal}_shift_7d", f"{title}: last 6 h minus the 7-day baseline (× warning level)", types),
-        FeatureSpec(f"{signal}_hours_to_warning", f"{title}: hours until the 24-h trend reaches the warning level "
-                    f"(capped at {HORIZON_CAP_HOURS:g})", types),
+        FeatureSpec(
+            f"{signal}_hours_to_warning",
+            f"{title}: hours until the 24-h trend reaches the warning level (capped at {HORIZON_CAP_HOURS:g})",
+            types,
+        ),
     )
 
 
@@ -86,8 +89,9 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("error_rate_level_6h", "Error rate: mean of the last 6 h (× warning level)", (INCIDENT,)),
     FeatureSpec("error_rate_slope_24h", "Error rate: trend over 24 h (warning levels per day)", (INCIDENT,)),
     FeatureSpec("error_rate_acceleration", "Error rate: trend of the last 6 h minus trend of 24 h", (INCIDENT,)),
-    FeatureSpec("error_rate_hours_to_warning", "Error rate: hours until the 24-h trend reaches the warning level",
-                (INCIDENT,)),
+    FeatureSpec(
+        "error_rate_hours_to_warning", "Error rate: hours until the 24-h trend reaches the warning level", (INCIDENT,)
+    ),
     FeatureSpec("latency_p95_ms_level_6h", "Latency p95: mean of the last 6 h (× warning level)", (INCIDENT,)),
     FeatureSpec("latency_p95_ms_slope_24h", "Latency p95: trend over 24 h (warning levels per day)", (INCIDENT,)),
     FeatureSpec("severe_events_24h", "Critical/high-severity events in 24 h", (INCIDENT,)),

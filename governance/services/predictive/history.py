@@ -63,9 +63,7 @@ class _Rollback(Exception):
 
 
 @contextmanager
-def synthetic_history(
-    *, seed: int, systems: int, days: int, end: datetime
-) -> Iterator[SyntheticHistory]:
+def synthetic_history(*, seed: int, systems: int, days: int, end: datetime) -> Iterator[SyntheticHistory]:
     """Write a synthetic history (see the module docstring) in a transaction that is ROLLED BACK when the
     block ends, so it never mixes with the installation's data (its own team, its own systems)."""
     try:
@@ -93,8 +91,13 @@ def history_generate(
                                              defaults={"name": "Predictive synthetic history"})  # fmt: skip
         systems = AISystem.objects.bulk_create(
             [
-                AISystem(name=f"synthetic-{seed}-{i:04d}", entity_type=EntityType.MODEL, team=team,
-                         risk_class=RiskClass.LIMITED, description="Synthetic history for predictive governance.")
+                AISystem(
+                    name=f"synthetic-{seed}-{i:04d}",
+                    entity_type=EntityType.MODEL,
+                    team=team,
+                    risk_class=RiskClass.LIMITED,
+                    description="Synthetic history for predictive governance.",
+                )
                 for i in range(system_count)
             ]  # fmt: skip
         )
@@ -264,7 +267,9 @@ class _Writer:
             peak = near["peak"] * (1.0 if share == 1.0 else share)
             rising = np.clip((hours - ramp_start) / (peak_at - ramp_start), 0, 1) ** near["shape"]
             falling = np.clip(1 - (hours - peak_at) / near["decay"], 0, 1)
-            shape = np.where(hours < peak_at, rising, falling) * ((hours >= ramp_start) & (hours < peak_at + near["decay"]))
+            shape = np.where(hours < peak_at, rising, falling) * (
+                (hours >= ramp_start) & (hours < peak_at + near["decay"])
+            )
             level = np.maximum(level, base + (peak - base) * shape)
             if signal in DRIFT_SIGNALS:
                 level = np.where(shape > 0, np.minimum(level, 0.97), level)

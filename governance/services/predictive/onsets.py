@@ -57,9 +57,9 @@ def onset_times(
     result: dict[UUID, list[datetime]] = defaultdict(list)
     for source in onset_sources(prediction_type):
         field = source.time_field
-        rows = source.queryset.filter(
-            system_id__in=ids, **{f"{field}__gt": since, f"{field}__lte": until}
-        ).values_list("system_id", field)
+        rows = source.queryset.filter(system_id__in=ids, **{f"{field}__gt": since, f"{field}__lte": until}).values_list(
+            "system_id", field
+        )
         for system_id, at in rows.order_by():
             result[system_id].append(at)
     for times in result.values():

@@ -113,8 +113,12 @@ def _history_lead_times(matured, *, slots_from) -> dict:
     leads = []
     for row in onsets:
         first = (
-            matured.filter(system_id=row["system_id"], above_threshold=True, as_of__lt=row["outcome_at"],
-                           as_of__gte=row["outcome_at"] - timedelta(hours=24))  # fmt: skip
+            matured.filter(
+                system_id=row["system_id"],
+                above_threshold=True,
+                as_of__lt=row["outcome_at"],
+                as_of__gte=row["outcome_at"] - timedelta(hours=24),
+            )  # fmt: skip
             .order_by("as_of")
             .values_list("as_of", flat=True)
             .first()
