@@ -27,6 +27,7 @@ _COMMON_EXPECTED = {
         "detections": {"gte": 1},
         "security_incidents": {"gte": 1},
     },
+    "predictions": {"active_models": {"eq": 3}, "predictions": {"gte": 18}},
     "audit_verify": {"chain_ok": {"eq": 1}},
 }
 _PROOF_MET = {
@@ -54,6 +55,7 @@ def _steps(*, events, pending, history, reviewer_capacity, incidents):
         {"key": "incident_response", "params": {"reason": "Fixed"}},
         {"key": "policy_gate", "params": {"system": "credit-decisioning"}},
         {"key": "bypass_attempt", "params": {}},
+        {"key": "predictions", "params": {"days": 8}},
         {"key": "audit_verify", "params": {}},
         {"key": "kpi_proof", "params": {}},
     ]
@@ -95,12 +97,11 @@ SCENARIOS = [
             "human_review": {"decided": {"gte": 1}, "pending_after": {"lt": 50}},
             "incident_backlog": {"open": {"gte": 218}},
             "incident_response": {"resolved": {"gte": 1}, "open_after": {"lt": 30}},
-            # 12/12 needs predictive governance (capability 12), which this release does not have yet.
             "kpi_proof": {
                 **_PROOF_MET,
                 "events_ingested": {"eq": "met"},
                 "open_incidents": {"eq": "met"},
-                "capabilities_enforced": {"gte": 11},
+                "capabilities_enforced": {"eq": 12},
             },
         },
     },

@@ -1,11 +1,7 @@
-from datetime import timedelta
-
 from django.core.management.base import BaseCommand
-from django.db import transaction
-from django.utils import timezone
 
 from governance.services.demo_seed import demo_estate_systems
-from governance.services.predictive.history import history_generate
+from governance.services.predictive.history import estate_history_seed
 
 DEMO_ACTOR = "system:predict_seed_history"
 
@@ -26,20 +22,12 @@ class Command(BaseCommand):
         )  # fmt: skip
 
     def handle(self, *args, **options):
-        from oversight.selectors import event_history_start
-
-        now = timezone.now()
         systems, _ = demo_estate_systems(actor=DEMO_ACTOR)
-        starts = event_history_start(system_ids=[s.pk for s in systems], until=now)
-        oldest = now - timedelta(days=options["days"]) + timedelta(hours=options["ahead_hours"] + 1)
-        todo = [s for s in systems if s.pk not in starts or starts[s.pk] > oldest]
-        if not todo:
+        report = estate_history_seed(
+            systems=systems, days=options["days"], seed=options["seed"], ahead_hours=options["ahead_hours"]
+        )
+        if not report.systems:
             self.stdout.write("the demo estate already has its history")
             return
-        with transaction.atomic():
-            history = history_generate(
-                seed=options["seed"], system_count=len(todo), days=options["days"], systems=todo,
-                end=now + timedelta(hours=options["ahead_hours"]), cutoff=now,
-            )  # fmt: skip
-        counts = ", ".join(f"{n} {name}" for name, n in history.counts.items())
-        self.stdout.write(f"history for {len(todo)} demo systems over {options['days']} days: {counts}")
+        counts = ", ".join(f"{n} {name}" for name, n in report.counts.items())
+        self.stdout.write(f"history for {report.systems} demo systems over {options['days']} days: {counts}")

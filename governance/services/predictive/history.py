@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 from django.db import transaction
+from django.utils import timezone
 
 from config import registry
 from governance.choices import AssessmentStatus, EntityType, RiskClass
@@ -336,3 +337,30 @@ def _event(system_id, category, severity, signal, value, occurred_at, rng: np.ra
 
 
 _EMPTY = json.dumps({})
+
+
+@dataclass
+class EstateHistoryReport:
+    systems: int  # systems that got a history now
+    counts: dict[str, int]
+
+
+def estate_history_seed(*, systems: list[AISystem], days: int = 8, seed: int = 42, ahead_hours: int = 20,
+                        now: datetime | None = None) -> EstateHistoryReport:  # fmt: skip
+    """Demo only: give ``systems`` ``days`` of synthetic history (COMMITTED) ending at ``now`` with scenarios
+    planned ``ahead_hours`` past it, so some risks are still unfolding and the prediction pass has history to
+    work on. Systems that already have events that old are skipped, so a re-run adds nothing."""
+    from oversight.selectors import event_history_start
+
+    now = now or timezone.now()
+    starts = event_history_start(system_ids=[s.pk for s in systems], until=now)
+    oldest = now - timedelta(days=days) + timedelta(hours=ahead_hours + 1)
+    todo = [s for s in systems if s.pk not in starts or starts[s.pk] > oldest]
+    if not todo:
+        return EstateHistoryReport(systems=0, counts={})
+    with transaction.atomic():
+        history = history_generate(
+            seed=seed, system_count=len(todo), days=days, systems=todo,
+            end=now + timedelta(hours=ahead_hours), cutoff=now,
+        )  # fmt: skip
+    return EstateHistoryReport(systems=len(todo), counts=dict(history.counts))
