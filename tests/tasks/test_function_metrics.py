@@ -391,16 +391,26 @@ def test_a_flush_does_not_make_the_next_call_cold_again(frozen_noon):
     assert recorded("tests.alpha").cold_starts == 0
 
 
-def test_a_forked_process_starts_with_an_empty_buffer_and_counts_its_own_cold_start(monkeypatch, frozen_noon):
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_process_starts_with_an_empty_buffer_and_counts_its_own_cold_start(frozen_noon):
     record_calls("tests.alpha", [1.0, 1.0])
-    parent_pid = os.getpid()
+    read_end, write_end = os.pipe()
 
-    monkeypatch.setattr(metrics.os, "getpid", lambda: parent_pid + 1)  # as in a prefork child
-    record_calls("tests.alpha", [1.0])
+    pid = os.fork()
+    if pid == 0:  # the child (as a prefork worker): report what its recorder holds, then leave at once
+        try:
+            record_calls("tests.alpha", [1.0])
+            child = recorded("tests.alpha")
+            os.write(write_end, f"{child.invocations},{child.cold_starts}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end) as reader:
+        report = reader.read()
 
-    child = recorded("tests.alpha")
-    assert child.invocations == 1  # the parent's buffered calls are the parent's to flush
-    assert child.cold_starts == 1
+    assert report == "1,1"  # the parent's buffered calls are the parent's to flush
+    assert recorded("tests.alpha").invocations == 2
 
 
 # --- Task instrumentation (VigilTask) --------------------------------------------------------------
