@@ -1,8 +1,12 @@
 """Read side of function metrics for the admin dashboard: one selector, set-based.
 
-:func:`function_dashboard` runs ONE grouped query over ``function_metrics`` for the selected range:
-rows are summed per (function, time bucket) in the database, histogram buckets included (one SUM per
-fixed bucket key), so the Python side only merges a few thousand grouped rows, never the raw windows.
+:func:`function_dashboard` runs ONE grouped query for the selected range: rows are summed per
+(function, time bucket) in the database, histogram buckets included (one SUM per fixed bucket key), so
+the Python side only merges the grouped rows. The 1-hour range reads the per-minute windows
+(``function_metrics``); the 24-hour and 7-day ranges read the hour summaries
+(``function_metrics_hourly``, ≤ 168 rows per function for 7 days), which the flush keeps equal to the
+sum of each hour's windows, so every figure (volumes, error rates, cold starts, percentiles of the
+merged histograms) is the same as summing the windows.
 """
 
 from __future__ import annotations
@@ -10,14 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import BigIntegerField, F, FloatField, Max, Sum
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from tasks.metrics import BUCKET_KEYS
-from tasks.models import FunctionMetric
+from tasks.models import FunctionCallTotals, FunctionHourSummary, FunctionMetric
 from tasks.percentiles import histogram_percentile
 
 TOP_FUNCTIONS = 50
@@ -29,6 +33,7 @@ class DashboardRange:
     label: str
     seconds: int
     bucket_seconds: int
+    source: type[FunctionCallTotals]  # windows, or hour summaries (bucket_seconds a multiple of an hour)
 
     @property
     def buckets(self) -> int:
@@ -36,9 +41,9 @@ class DashboardRange:
 
 
 RANGES: dict[str, DashboardRange] = {
-    "1h": DashboardRange("1h", "1 hour", 3600, 60),
-    "24h": DashboardRange("24h", "24 hours", 86400, 1800),
-    "7d": DashboardRange("7d", "7 days", 7 * 86400, 6 * 3600),
+    "1h": DashboardRange("1h", "1 hour", 3600, 60, FunctionMetric),
+    "24h": DashboardRange("24h", "24 hours", 86400, 3600, FunctionHourSummary),
+    "7d": DashboardRange("7d", "7 days", 7 * 86400, 6 * 3600, FunctionHourSummary),
 }
 DEFAULT_RANGE = "24h"
 SORTS = ("volume", "p95", "error_rate")
@@ -69,7 +74,13 @@ def _ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def function_dashboard(*, range_key: str, sort: str = DEFAULT_SORT, now: datetime | None = None) -> dict:
+def function_dashboard(
+    *,
+    range_key: str,
+    sort: str = DEFAULT_SORT,
+    now: datetime | None = None,
+    source: type[FunctionCallTotals] | None = None,
+) -> dict:
     """Per-function figures for the last ``range_key`` (``1h``, ``24h`` or ``7d``), bucketed in time.
 
     Returns ``{"range", "ranges", "sort", "start", "end", "bucket_starts", "functions"}``; each function
@@ -77,7 +88,9 @@ def function_dashboard(*, range_key: str, sort: str = DEFAULT_SORT, now: datetim
     descending) has totals (invocations, errors, error_rate, cold_starts, cold_start_rate, p50/p95/p99,
     avg and max latency) and a ``buckets`` list aligned with ``bucket_starts`` (invocations, errors,
     error_rate, p95 per bucket; None where the function did not run). Buckets are aligned to multiples
-    of the bucket size in UTC; the last one holds ``now``. Read-only; a single grouped query. Raises
+    of the bucket size in UTC; the last one holds ``now`` (its hour summary is as fresh as the last
+    flush, like its windows). ``source`` overrides the rows read (``FunctionMetric`` for the windows:
+    the same figures, slower; used to check the summaries). Read-only; a single grouped query. Raises
     ``ValueError`` for an unknown range or sort.
     """
     if range_key not in RANGES:
@@ -95,7 +108,8 @@ def function_dashboard(*, range_key: str, sort: str = DEFAULT_SORT, now: datetim
     bucket = RawSQL(_BUCKET_SQL[connection.vendor], (step,), output_field=BigIntegerField())  # noqa: S611
     histogram_sums = {f"h{index}": _histogram_sum(key) for index, key in enumerate(BUCKET_KEYS)}
     rows = (
-        FunctionMetric.objects.filter(measurement_window__gte=start, measurement_window__lt=end)
+        (source or selected.source)
+        .objects.filter(measurement_window__gte=start, measurement_window__lt=end)
         .annotate(bucket=bucket)
         .values("function_name", "bucket")
         .annotate(
@@ -110,13 +124,7 @@ def function_dashboard(*, range_key: str, sort: str = DEFAULT_SORT, now: datetim
         .order_by()
     )
 
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            # The grouped rows carry 16 histogram sums each: give the aggregate room to hash in memory
-            # (the 4 MB default spills a 7-day range to disk and doubles its time). Scoped to this transaction.
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL work_mem = '64MB'")
-        grouped = list(rows)
+    grouped = list(rows)
 
     functions: dict[str, dict] = {}
     for row in grouped:

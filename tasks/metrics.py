@@ -351,9 +351,7 @@ class FunctionMetricsRecorder:
             try:
                 written = function_metrics_upsert(aggregates=list(self._unwritten.values()))
             except Exception:
-                logger.exception(
-                    "function metrics flush failed; will retry", extra={"rows": len(self._unwritten)}
-                )
+                logger.exception("function metrics flush failed; will retry", extra={"rows": len(self._unwritten)})
                 return 0
             self._unwritten = {}
             return written
