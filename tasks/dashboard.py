@@ -15,14 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection
-from django.db.models import BigIntegerField, F, FloatField, Max, Sum
-from django.db.models.expressions import RawSQL
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from tasks.metrics import BUCKET_KEYS
 from tasks.models import FunctionCallTotals, FunctionHourSummary, FunctionMetric
-from tasks.percentiles import histogram_percentile
+from tasks.percentiles import counts_percentile
 
 TOP_FUNCTIONS = 50
 
@@ -49,25 +46,50 @@ DEFAULT_RANGE = "24h"
 SORTS = ("volume", "p95", "error_rate")
 DEFAULT_SORT = "volume"
 
-# Start of a row's bucket as epoch seconds // bucket size, per database (the bucket size is an int).
+# Start of a row's bucket as epoch seconds // bucket size, per database (the bucket size is a parameter).
 _BUCKET_SQL = {
     "postgresql": "FLOOR(EXTRACT(EPOCH FROM measurement_window) / %s)::bigint",
     "sqlite": "CAST(strftime('%%s', measurement_window) AS INTEGER) / %s",
 }
-
-
-# One histogram bucket's count of a row. Written out because Django's key transforms read digit-only keys
-# ("1", "5", ...) as array indexes.
-_HISTOGRAM_KEY_SQL = {
-    "postgresql": ("COALESCE((latency_histogram ->> %s)::bigint, 0)", lambda key: key),
-    "sqlite": ("COALESCE(json_extract(latency_histogram, %s), 0)", lambda key: f'$."{key}"'),
+# The histogram's bucket counts of each row, summed per group. PostgreSQL reads each row's JSON once
+# (jsonb_to_record into typed columns) and returns the sums as one bigint[]; SQLite extracts per key.
+_HISTOGRAM_COLUMNS = ", ".join(f'"{key}" bigint' for key in BUCKET_KEYS)
+_HISTOGRAM_SUMS = {
+    "postgresql": "ARRAY[" + ", ".join(f'COALESCE(SUM(h."{key}"), 0)' for key in BUCKET_KEYS) + "]::bigint[]",
+    "sqlite": ", ".join(f"COALESCE(SUM(json_extract(latency_histogram, '$.\"{key}\"')), 0)" for key in BUCKET_KEYS),
+}
+_FROM = {
+    "postgresql": f"{{table}}, LATERAL jsonb_to_record({{table}}.latency_histogram) AS h({_HISTOGRAM_COLUMNS})",
+    "sqlite": "{table}",
 }
 
 
-def _histogram_sum(key: str):
-    sql, param = _HISTOGRAM_KEY_SQL[connection.vendor]
-    # The SQL is one of the constants above; the key is a parameter.
-    return Coalesce(Sum(RawSQL(sql, (param(key),), output_field=BigIntegerField())), 0)  # noqa: S611
+def _grouped_sql(vendor: str, table: str) -> str:
+    """Sums per (function, time bucket) over ``[start, end)``. Built only from the constants above and a
+    model's table name; the bucket size and the range are parameters."""
+    return (
+        f"SELECT function_name, {_BUCKET_SQL[vendor]} AS bucket, MAX(kind), "  # noqa: S608
+        "CAST(SUM(invocation_count) AS bigint), CAST(SUM(error_count) AS bigint), "
+        "CAST(SUM(cold_start_count) AS bigint), SUM(total_latency_ms), MAX(max_latency_ms), "
+        f"{_HISTOGRAM_SUMS[vendor]} "
+        f"FROM {_FROM[vendor].format(table=table)} "
+        "WHERE measurement_window >= %s AND measurement_window < %s GROUP BY 1, 2"
+    )
+
+
+def _grouped_rows(source: type[FunctionCallTotals], step: int, start: datetime, end: datetime) -> list[tuple]:
+    """``(name, bucket, kind, invocations, errors, cold_starts, latency_total, latency_max, [bucket counts])``
+    per function and time bucket: one query, no ORM row conversion (a 7-day range groups 1,400 rows)."""
+    vendor = connection.vendor
+    if vendor not in _BUCKET_SQL:
+        raise NotImplementedError(f"the function dashboard is not implemented for {vendor}")
+    adapt = connection.ops.adapt_datetimefield_value if vendor == "sqlite" else (lambda value: value)
+    with connection.cursor() as cursor:
+        cursor.execute(_grouped_sql(vendor, source._meta.db_table), [step, adapt(start), adapt(end)])
+        rows = cursor.fetchall()
+    if vendor == "postgresql":
+        return rows
+    return [(*row[:8], list(row[8:])) for row in rows]
 
 
 def _ratio(part: int, whole: int) -> float | None:
@@ -105,34 +127,14 @@ def function_dashboard(
     start = datetime.fromtimestamp(first_bucket * step, tz=UTC)
     end = datetime.fromtimestamp((last_bucket + 1) * step, tz=UTC)
 
-    bucket = RawSQL(_BUCKET_SQL[connection.vendor], (step,), output_field=BigIntegerField())  # noqa: S611
-    histogram_sums = {f"h{index}": _histogram_sum(key) for index, key in enumerate(BUCKET_KEYS)}
-    rows = (
-        (source or selected.source)
-        .objects.filter(measurement_window__gte=start, measurement_window__lt=end)
-        .annotate(bucket=bucket)
-        .values("function_name", "bucket")
-        .annotate(
-            kind=Max("kind"),
-            invocations=Sum("invocation_count"),
-            errors=Sum("error_count"),
-            cold_starts=Sum("cold_start_count"),
-            latency_total=Sum(F("total_latency_ms"), output_field=FloatField()),
-            latency_max=Max("max_latency_ms"),
-            **histogram_sums,
-        )
-        .order_by()
-    )
-
-    grouped = list(rows)
-
     functions: dict[str, dict] = {}
-    for row in grouped:
-        entry = functions.get(row["function_name"])
+    grouped = _grouped_rows(source or selected.source, step, start, end)
+    for name, bucket, kind, invocations, errors, cold_starts, latency_total, latency_max, counts in grouped:
+        entry = functions.get(name)
         if entry is None:
-            entry = functions[row["function_name"]] = {
-                "name": row["function_name"],
-                "kind": row["kind"],
+            entry = functions[name] = {
+                "name": name,
+                "kind": kind,
                 "invocations": 0,
                 "errors": 0,
                 "cold_starts": 0,
@@ -141,14 +143,13 @@ def function_dashboard(
                 "histogram": [0] * len(BUCKET_KEYS),
                 "by_bucket": {},
             }
-        counts = [int(row[f"h{index}"] or 0) for index in range(len(BUCKET_KEYS))]
-        entry["invocations"] += row["invocations"] or 0
-        entry["errors"] += row["errors"] or 0
-        entry["cold_starts"] += row["cold_starts"] or 0
-        entry["latency_total"] += row["latency_total"] or 0.0
-        entry["max_latency_ms"] = max(entry["max_latency_ms"], row["latency_max"] or 0.0)
+        entry["invocations"] += invocations or 0
+        entry["errors"] += errors or 0
+        entry["cold_starts"] += cold_starts or 0
+        entry["latency_total"] += latency_total or 0.0
+        entry["max_latency_ms"] = max(entry["max_latency_ms"], latency_max or 0.0)
         entry["histogram"] = [a + b for a, b in zip(entry["histogram"], counts, strict=True)]
-        entry["by_bucket"][int(row["bucket"])] = (row["invocations"] or 0, row["errors"] or 0, counts)
+        entry["by_bucket"][int(bucket)] = (invocations or 0, errors or 0, counts)
 
     busiest = sorted(functions.values(), key=lambda item: (-item["invocations"], item["name"]))[:TOP_FUNCTIONS]
     result = [_summarise(entry, first_bucket, selected.buckets) for entry in busiest]
@@ -171,7 +172,7 @@ def function_dashboard(
 
 
 def _summarise(entry: dict, first_bucket: int, bucket_count: int) -> dict:
-    histogram = dict(zip(BUCKET_KEYS, entry["histogram"], strict=True))
+    histogram = entry["histogram"]
     buckets = []
     for index in range(bucket_count):
         found = entry["by_bucket"].get(first_bucket + index)
@@ -184,7 +185,7 @@ def _summarise(entry: dict, first_bucket: int, bucket_count: int) -> dict:
                 "invocations": invocations,
                 "errors": errors,
                 "error_rate": _ratio(errors, invocations),
-                "p95_ms": histogram_percentile(dict(zip(BUCKET_KEYS, counts, strict=True)), 0.95),
+                "p95_ms": counts_percentile(counts, 0.95),
             }
         )
     invocations = entry["invocations"]
@@ -198,8 +199,8 @@ def _summarise(entry: dict, first_bucket: int, bucket_count: int) -> dict:
         "cold_start_rate": _ratio(entry["cold_starts"], invocations),
         "avg_latency_ms": entry["latency_total"] / invocations if invocations else None,
         "max_latency_ms": entry["max_latency_ms"],
-        "p50_ms": histogram_percentile(histogram, 0.50),
-        "p95_ms": histogram_percentile(histogram, 0.95),
-        "p99_ms": histogram_percentile(histogram, 0.99),
+        "p50_ms": counts_percentile(histogram, 0.50),
+        "p95_ms": counts_percentile(histogram, 0.95),
+        "p99_ms": counts_percentile(histogram, 0.99),
         "buckets": buckets,
     }

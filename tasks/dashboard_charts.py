@@ -1,17 +1,17 @@
 """SVG for the function dashboard (server-rendered, no JavaScript): coordinates, colours and the repeated
 elements.
 
-The heatmap cells and error bars (up to 50 functions × 60 buckets) are built here with
-``format_html_join``, which escapes every value, rather than by a template loop: the template engine
-costs a few microseconds per variable, and these elements are most of the page.
+The heatmap cells and error bars (up to 50 functions × 60 buckets) are built here as strings rather
+than by a template loop: the template engine costs microseconds per variable, and these elements are
+most of the page. The only text not produced here is the function name, escaped once per row.
 """
 
 from __future__ import annotations
 
 import math
 
-from django.utils.html import format_html_join
-from django.utils.safestring import SafeString
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 
 HEATMAP_WIDTH = 720
 HEATMAP_ROW_HEIGHT = 14
@@ -50,47 +50,31 @@ def _error_bars(buckets: list[dict]) -> SafeString:
         if bucket["errors"]:
             height = max(2.0, (SPARK_HEIGHT - 2) * bucket["error_rate"])
             bars.append(
-                (
-                    f"{index * width:.1f}",
-                    f"{SPARK_HEIGHT - height:.1f}",
-                    bar_width,
-                    f"{height:.1f}",
-                    f"{bucket['errors']} errors / {bucket['invocations']} calls ({bucket['error_rate']:.1%})",
-                )
+                f'<rect class="error-bar" x="{index * width:.1f}" y="{SPARK_HEIGHT - height:.1f}" '
+                f'width="{bar_width}" height="{height:.1f}" fill="#cf222e"><title>{bucket["errors"]} errors / '
+                f"{bucket['invocations']} calls ({bucket['error_rate']:.1%})</title></rect>"
             )
-    return format_html_join(
-        "",
-        '<rect class="error-bar" x="{}" y="{}" width="{}" height="{}" fill="#cf222e"><title>{}</title></rect>',
-        bars,
-    )
+    return mark_safe("".join(bars))  # noqa: S308 - numbers formatted above, nothing else
 
 
-def _heatmap_cells(function: dict, starts: list, cell_width: float) -> SafeString:
+def _heatmap_cells(function: dict, starts: list[str], cell_width: float) -> SafeString:
     """``<rect class="heatmap-cell">`` per bucket the function ran in, coloured by its p95."""
+    name = escape(function["name"])
     width = f"{cell_width:.2f}"
     height = HEATMAP_ROW_HEIGHT - 1
     cells = [
-        (
-            f"{index * cell_width:.2f}",
-            width,
-            height,
-            p95_colour(bucket["p95_ms"]),
-            f"{function['name']} · {starts[index]:%Y-%m-%d %H:%M} UTC · p95 {bucket['p95_ms']:.1f} ms · "
-            f"{bucket['invocations']} calls · {bucket['errors']} errors",
-        )
+        f'<rect class="heatmap-cell" x="{index * cell_width:.2f}" y="0" width="{width}" height="{height}" '
+        f'fill="{p95_colour(bucket["p95_ms"])}"><title>{name} · {starts[index]} UTC · p95 {bucket["p95_ms"]:.1f} ms · '
+        f"{bucket['invocations']} calls · {bucket['errors']} errors</title></rect>"
         for index, bucket in enumerate(function["buckets"])
         if bucket["p95_ms"] is not None
     ]
-    return format_html_join(
-        "",
-        '<rect class="heatmap-cell" x="{}" y="0" width="{}" height="{}" fill="{}"><title>{}</title></rect>',
-        cells,
-    )
+    return mark_safe("".join(cells))  # noqa: S308 - numbers and colours formatted here, the name escaped
 
 
 def chart_rows(dashboard: dict) -> list[dict]:
     """One row per function: heatmap cells, the volume sparkline's points and the error-rate bars."""
-    starts = dashboard["bucket_starts"]
+    starts = [f"{start:%Y-%m-%d %H:%M}" for start in dashboard["bucket_starts"]]
     cell_width = HEATMAP_WIDTH / len(starts)
     rows = []
     for row_index, function in enumerate(dashboard["functions"]):
