@@ -34,7 +34,7 @@ from django.urls import resolve
 from bench.harness import interleaved, time_per_call, write_result
 
 ROUNDS = 9
-PAIRED_ROUNDS = 41
+PAIRED_ROUNDS = 61
 TASK_CALLS = 500
 DIRECT_CALLS = 50_000
 REQUESTS = 300

@@ -32,6 +32,15 @@ def _percent(rate: float | None) -> str:
     return "—" if rate is None else f"{rate:.1%}"
 
 
+def _milliseconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def _short(name: str, length: int = 46) -> str:
+    """``name`` cut to ``length`` characters with an ellipsis, as the heatmap's label column fits."""
+    return name if len(name) <= length else name[: length - 1] + "…"
+
+
 def _sparkline(values: list[int]) -> str:
     top = max(values) or 1
     step = SPARK_WIDTH / max(len(values) - 1, 1)
@@ -84,6 +93,10 @@ def chart_rows(dashboard: dict) -> list[dict]:
                 "y": row_index * HEATMAP_ROW_HEIGHT,
                 "text_y": row_index * HEATMAP_ROW_HEIGHT + HEATMAP_ROW_HEIGHT - 3,
                 "cells": _heatmap_cells(function, starts, cell_width),
+                "short_name": _short(function["name"]),
+                "p50_text": _milliseconds(function["p50_ms"]),
+                "p95_text": _milliseconds(function["p95_ms"]),
+                "p99_text": _milliseconds(function["p99_ms"]),
                 "error_pct": _percent(function["error_rate"]),
                 "cold_start_pct": _percent(function["cold_start_rate"]),
                 "sparkline": _sparkline([bucket["invocations"] for bucket in function["buckets"]]),
