@@ -31,7 +31,7 @@ BYPASS_DETECTORS = (
     "policy_circumvention",
 )
 BYPASS_SIGNALS = tuple(f"bypass_{detector}" for detector in BYPASS_DETECTORS)
-# Self-monitoring (tasks.self_monitor): the platform's own queue health, as data_quality signals of vigil-platform.
+# Self-monitoring (tasks.self_monitor): the platform's own queue health, as data_quality signals of vigil-operations.
 SELF_MONITORING_SIGNALS = ("queue_depth", "outbox_lag_seconds", "beat_lag_seconds")
 
 # A semantic check returns {"value.<path>": ["message", ...]} for what JSON Schema cannot express.

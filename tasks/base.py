@@ -41,25 +41,29 @@ class VigilTask(Task):
 def instrument(func: Callable[..., Any], *, name: str) -> Callable[..., Any]:
     """Wrap ``func`` so each call is recorded into function metrics under ``name``."""
 
+    record = metrics.recorder.record  # bound once: the recorder is a per-process singleton reset in place
+    kind = FunctionKind.TASK.value
+    clock = time.perf_counter
+
     @functools.wraps(func)
     def instrumented(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
+        started = clock()
         try:
             result = func(*args, **kwargs)
         except _CONTROL_FLOW:
-            metrics.record(name=name, kind=FunctionKind.TASK, latency_ms=(time.perf_counter() - started) * 1000)
+            record(name=name, kind=kind, latency_ms=(clock() - started) * 1000)
             raise
         except BaseException as exc:
-            metrics.record(
+            record(
                 name=name,
-                kind=FunctionKind.TASK,
-                latency_ms=(time.perf_counter() - started) * 1000,
+                kind=kind,
+                latency_ms=(clock() - started) * 1000,
                 error_type=type(exc).__name__,
                 error_message=metrics.failure_message(exc),
                 task_id=_current_task_id(),
             )
             raise
-        metrics.record(name=name, kind=FunctionKind.TASK, latency_ms=(time.perf_counter() - started) * 1000)
+        record(name=name, kind=kind, latency_ms=(clock() - started) * 1000)
         return result
 
     instrumented.__vigil_instrumented__ = True

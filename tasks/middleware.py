@@ -13,6 +13,7 @@ from django.urls import Resolver404, ResolverMatch, resolve
 from tasks import metrics
 from tasks.models import FunctionKind
 
+_ENDPOINT = FunctionKind.ENDPOINT.value
 _NAMED_GROUP = re.compile(r"\(\?P<(?P<name>\w+)>")
 _CONVERTER = re.compile(r"<(?:\w+:)?(?P<name>\w+)>")
 
@@ -85,27 +86,28 @@ class FunctionMetricsMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
+        self._record = metrics.recorder.record  # the per-process recorder, reset in place after a fork
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         response = self.get_response(request)
-        match = getattr(request, "resolver_match", None) or _resolve(request.path_info)
+        latency_ms = (time.perf_counter() - started) * 1000
+        match = request.resolver_match or _resolve(request.path_info)
         if match is None:
             name = f"{request.method} <unresolved>"
         else:
             name = endpoint_name(request.method or "GET", match.route)
-        latency_ms = (time.perf_counter() - started) * 1000
         exception = getattr(request, "_vigil_exception", None)
         if exception is not None:
             error_type, message = type(exception).__name__, metrics.failure_message(exception)
         elif response.status_code >= 500:
             error_type, message = f"HTTP{response.status_code}", f"HTTP {response.status_code} response"
         else:
-            metrics.record(name=name, kind=FunctionKind.ENDPOINT, latency_ms=latency_ms)
+            self._record(name=name, kind=_ENDPOINT, latency_ms=latency_ms)
             return response
-        metrics.record(
+        self._record(
             name=name,
-            kind=FunctionKind.ENDPOINT,
+            kind=_ENDPOINT,
             latency_ms=latency_ms,
             error_type=error_type,
             error_message=message,

@@ -10,11 +10,9 @@ class FunctionKind(models.TextChoices):
     ENDPOINT = "endpoint", "HTTP endpoint"
 
 
-class FunctionMetric(VigilModel):
-    """Aggregated calls of one function (task or endpoint) in one window, summed over all processes.
+class FunctionCallTotals(VigilModel):
+    """What every function-metrics row holds: one function's calls in one period, summed over all processes.
 
-    Processes aggregate in memory and flush with one upsert per function per window that *adds* to the
-    row (``tasks.services.function_metrics_upsert``), so concurrent flushes never lose counts.
     ``latency_histogram`` holds per-bucket counts keyed by the bucket's upper bound in ms ("+Inf" last);
     ``errors_by_type`` holds counts keyed by exception class name.
     """
@@ -24,7 +22,6 @@ class FunctionMetric(VigilModel):
     function_name = models.CharField(max_length=200)
     kind = models.CharField(max_length=16, choices=FunctionKind.choices, db_index=True)
     measurement_window = models.DateTimeField(help_text="Start of the window (UTC).")
-    window_seconds = models.PositiveIntegerField(default=60)
     invocation_count = models.BigIntegerField(default=0)
     error_count = models.BigIntegerField(default=0)
     total_latency_ms = models.FloatField(default=0)
@@ -33,6 +30,32 @@ class FunctionMetric(VigilModel):
     errors_by_type = models.JSONField(default=dict, blank=True)
     latency_histogram = models.JSONField(default=dict, blank=True)
     recorded_at = models.DateTimeField(help_text="Last flush into this row.")
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.function_name} @ {self.measurement_window:%Y-%m-%d %H:%M}"
+
+    @property
+    def avg_latency_ms(self) -> float | None:
+        return self.total_latency_ms / self.invocation_count if self.invocation_count else None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.error_count / self.invocation_count if self.invocation_count else None
+
+
+class FunctionMetric(FunctionCallTotals):
+    """Aggregated calls of one function (task or endpoint) in one window, summed over all processes.
+
+    Processes aggregate in memory and flush with one upsert per function per window that *adds* to the
+    row (``tasks.services.function_metrics_upsert``), so concurrent flushes never lose counts. Windows
+    older than ``observability.retention.raw_days`` are rolled up into one row per hour
+    (``window_seconds`` 3600) by ``tasks.retention.function_metrics_rollup``.
+    """
+
+    window_seconds = models.PositiveIntegerField(default=60)
 
     class Meta:
         db_table = "function_metrics"
@@ -47,16 +70,28 @@ class FunctionMetric(VigilModel):
             models.Index(fields=["-measurement_window"], name="idx_function_metrics_window"),
         ]
 
-    def __str__(self) -> str:
-        return f"{self.function_name} @ {self.measurement_window:%Y-%m-%d %H:%M}"
 
-    @property
-    def avg_latency_ms(self) -> float | None:
-        return self.total_latency_ms / self.invocation_count if self.invocation_count else None
+class FunctionHourSummary(FunctionCallTotals):
+    """One function's calls in one UTC hour (``measurement_window`` is the hour's start): the read model
+    the dashboard's 24-hour and 7-day ranges use, so they read ≤ 168 rows per function, not 10,080.
 
-    @property
-    def error_rate(self) -> float | None:
-        return self.error_count / self.invocation_count if self.invocation_count else None
+    Kept by the flush itself: ``tasks.services.function_metrics_upsert`` adds every window aggregate to
+    its ``function_metrics`` row *and* to its hour's summary in the same transaction. So for every
+    function and hour the summary equals the sum of that hour's ``function_metrics`` rows, before and
+    after the retention rollup (which only regroups those rows into one and never touches summaries).
+    A window is counted in the hour its start falls in. Summaries older than
+    ``observability.retention.hourly_days`` are deleted by the rollup task.
+    """
+
+    class Meta:
+        db_table = "function_metrics_hourly"
+        ordering = ["-measurement_window", "function_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["function_name", "measurement_window"], name="function_metrics_hourly_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["measurement_window"], name="idx_fn_metrics_hourly_window")]
 
 
 class FunctionFailure(VigilModel):

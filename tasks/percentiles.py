@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from tasks.metrics import BUCKET_KEYS, HISTOGRAM_BOUNDS_MS
 
@@ -13,7 +13,11 @@ def histogram_percentile(histogram: Mapping[str, int], quantile: float) -> float
     Returns None for an empty histogram; a quantile that falls in the +Inf bucket returns the largest
     finite bound (the estimate is capped, as Prometheus does).
     """
-    counts = [int(histogram.get(key, 0)) for key in BUCKET_KEYS]
+    return counts_percentile([int(histogram.get(key, 0)) for key in BUCKET_KEYS], quantile)
+
+
+def counts_percentile(counts: Sequence[int], quantile: float) -> float | None:
+    """:func:`histogram_percentile` of bucket counts listed in ``BUCKET_KEYS`` order."""
     total = sum(counts)
     if total == 0:
         return None

@@ -1,6 +1,10 @@
 """Retention of function metrics: raw windows are rolled up into hourly rows, hourly rows expire.
 
 Configured by ``observability.retention`` (``raw_days``, ``hourly_days``) in the config registry.
+
+The hour summaries (``function_metrics_hourly``, kept by every flush) are a separate read model: the
+rollup regroups an hour's rows *inside* ``function_metrics`` (sums unchanged) and never touches a
+summary, so nothing is counted twice; summaries only expire, after ``hourly_days`` like hourly rows.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from config import registry
-from tasks.models import FunctionMetric
+from tasks.models import FunctionCallTotals, FunctionHourSummary, FunctionMetric
 
 HOUR_SECONDS = 3600
 RETENTION_KEY = "observability.retention"
@@ -28,6 +32,7 @@ class RollupResult:
     function_hours_rolled: int = 0
     raw_rows_rolled: int = 0
     hourly_rows_expired: int = 0
+    hour_summaries_expired: int = 0
 
 
 def _hour_start(moment: datetime) -> datetime:
@@ -124,23 +129,21 @@ def _roll_chunk(pairs: list[tuple[str, datetime]]) -> int:
     return len(raw_rows)
 
 
-def _expire_hourly(*, before: datetime, chunk_size: int) -> int:
+def _expire(model: type[FunctionCallTotals], rows: Q, *, chunk_size: int) -> int:
+    """Delete ``rows`` of ``model`` in chunks of ``chunk_size`` (short transactions on a large table)."""
     expired = 0
     while True:
-        ids = list(
-            FunctionMetric.objects.filter(window_seconds__gte=HOUR_SECONDS, measurement_window__lt=before).values_list(
-                "pk", flat=True
-            )[:chunk_size]
-        )
+        ids = list(model.objects.filter(rows).values_list("pk", flat=True)[:chunk_size])
         if not ids:
             return expired
-        expired += FunctionMetric.objects.filter(pk__in=ids).delete()[0]
+        expired += model.objects.filter(pk__in=ids).delete()[0]
 
 
 def function_metrics_rollup(
     *, now: datetime | None = None, chunk_size: int = 200, expire_chunk_size: int = 5000
 ) -> RollupResult:
-    """Roll raw windows older than ``raw_days`` into hourly rows; delete hourly rows older than ``hourly_days``.
+    """Roll raw windows older than ``raw_days`` into hourly rows; delete hourly rows and hour summaries
+    older than ``hourly_days``.
 
     Guarantees:
 
@@ -151,7 +154,9 @@ def function_metrics_rollup(
     * atomic per chunk of ``chunk_size`` function-hours (raw rows locked, deleted, merged in one
       transaction): a failure leaves each function-hour either rolled or untouched;
     * idempotent: a second run changes nothing; raw rows that arrive later for an already rolled hour
-      are added into its hourly row by the next run.
+      are added into its hourly row by the next run;
+    * hour summaries (``function_metrics_hourly``) are not rolled (the flush already counted each window
+      in its summary once) and expire with the hourly rows.
     """
     now = now or timezone.now()
     retention = registry.get(RETENTION_KEY)
@@ -173,5 +178,16 @@ def function_metrics_rollup(
             break
         function_hours += len(pairs)
         raw_rows += rolled
-    expired = _expire_hourly(before=now - timedelta(days=retention["hourly_days"]), chunk_size=expire_chunk_size)
-    return RollupResult(function_hours_rolled=function_hours, raw_rows_rolled=raw_rows, hourly_rows_expired=expired)
+    expire_before = now - timedelta(days=retention["hourly_days"])
+    expired = _expire(
+        FunctionMetric,
+        Q(window_seconds__gte=HOUR_SECONDS, measurement_window__lt=expire_before),
+        chunk_size=expire_chunk_size,
+    )
+    summaries = _expire(FunctionHourSummary, Q(measurement_window__lt=expire_before), chunk_size=expire_chunk_size)
+    return RollupResult(
+        function_hours_rolled=function_hours,
+        raw_rows_rolled=raw_rows,
+        hourly_rows_expired=expired,
+        hour_summaries_expired=summaries,
+    )

@@ -127,7 +127,7 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
     ScheduleSpec(
         task="tasks.self_monitor",
         every_seconds=60,
-        description="Self-monitoring: queue depth, outbox lag and late periodic tasks as events of vigil-platform.",
+        description="Self-monitoring: queue depth, outbox lag and late periodic tasks as events of vigil-operations.",
         expires_seconds=55,
     ),
     ScheduleSpec(

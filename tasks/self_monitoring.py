@@ -1,10 +1,16 @@
-"""Self-monitoring: the platform's queue health as telemetry of its own AI system, ``vigil-platform``.
+"""Self-monitoring: the platform's queue health as telemetry of its own AI system, ``vigil-operations``.
 
 Every minute ``tasks.self_monitor`` turns :func:`tasks.health.queue_health` into ``data_quality`` events
 through the normal ingest path, so the oversight engine judges them against
 ``oversight.thresholds.data_quality`` like any other system's signals: a stuck queue, a growing outbox
 or a periodic task beat no longer sends becomes an alert (and, when critical, an incident) for the team
-owning ``vigil-platform``.
+owning ``vigil-operations``: ``platform-operations`` ("Platform operations"), created on first use.
+
+Why a system and team of their own: alerts and incidents are scoped to the team of their system, and
+incident notifications go to that team. Queue health is an operator's concern, not security's (the
+bypass detections stay on ``vigil-platform``, team ``security``), so operators join
+``platform-operations`` (``POST /api/v1/users`` with its team id, or the admin) to see these alerts
+and be notified; admins see every team and receive the later escalation steps anyway.
 
 Signals (one event each per run):
 
@@ -20,16 +26,21 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config import registry
-from governance.choices import Severity
+from governance.choices import EntityType, RiskClass, Severity
+from governance.models import AISystem, Team
 from tasks.health import QueueHealth, queue_health
 
 CATEGORY = "data_quality"
 THRESHOLDS_KEY = "oversight.thresholds.data_quality"
 QUEUE_DEPTH, OUTBOX_LAG, BEAT_LAG = "queue_depth", "outbox_lag_seconds", "beat_lag_seconds"
 EVENT_NAMESPACE = uuid.UUID("6f1d8a52-3c57-4d6e-9a4f-5b2f0e7c9d31")
+OPERATIONS_SYSTEM_NAME = "vigil-operations"
+OPERATIONS_TEAM_SLUG = "platform-operations"
+OPERATIONS_TEAM_NAME = "Platform operations"
 
 
 @dataclass(frozen=True)
@@ -85,14 +96,42 @@ def _readings(health: QueueHealth) -> list[tuple[str, float, dict]]:
     return readings
 
 
+def operations_system_ensure() -> AISystem:
+    """The AI system ``vigil-operations`` (system, minimal risk) owned by team ``platform-operations``,
+    both created if missing.
+
+    Idempotent; creation goes through ``team_create`` / ``ai_system_register`` (audited as they audit,
+    actor None = the platform). A concurrent creator losing the unique-name race reads the winner's row.
+    """
+    from governance.services.organization import ai_system_register, team_create
+
+    system = AISystem.objects.select_related("team").filter(name=OPERATIONS_SYSTEM_NAME).first()
+    if system is not None:
+        return system
+    try:
+        with transaction.atomic():
+            team = Team.objects.filter(slug=OPERATIONS_TEAM_SLUG).first() or team_create(
+                name=OPERATIONS_TEAM_NAME, slug=OPERATIONS_TEAM_SLUG, actor=None
+            )
+            return ai_system_register(
+                name=OPERATIONS_SYSTEM_NAME,
+                entity_type=EntityType.SYSTEM,
+                team=team,
+                risk_class=RiskClass.MINIMAL,
+                actor=None,
+                description="The Vigil platform's own operations: queue depth, outbox lag, late periodic tasks.",
+            )
+    except IntegrityError:
+        return AISystem.objects.select_related("team").get(name=OPERATIONS_SYSTEM_NAME)
+
+
 def self_monitor_run(*, now: datetime | None = None) -> SelfMonitorReport:
-    """Read queue health and ingest it as ``data_quality`` events of ``vigil-platform``.
+    """Read queue health and ingest it as ``data_quality`` events of ``vigil-operations``.
 
     Guarantees: idempotent per UTC minute — each signal's event id is derived from (signal, minute), so a
     rerun (retry, duplicate beat tick) in the same minute stores nothing twice and creates no batch when
     nothing is new. Ingest enqueues processing after commit; alerts follow within the processing latency.
     """
-    from governance.services.bypass.core import platform_system_ensure
     from oversight.models import EventRaw
     from oversight.services.ingest import ingest_events
 
@@ -106,7 +145,7 @@ def self_monitor_run(*, now: datetime | None = None) -> SelfMonitorReport:
     new = [reading for reading in readings if ids[reading[0]] not in stored]
     if not new:
         return SelfMonitorReport(sent=0, skipped=len(readings), health=health)
-    system = platform_system_ensure()
+    system = operations_system_ensure()
     items = [
         {
             "event_id": ids[signal],

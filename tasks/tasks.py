@@ -34,7 +34,7 @@ def function_metrics_rollup() -> dict[str, int]:
 
 @vigil_task(name="tasks.self_monitor")
 def self_monitor() -> dict[str, int]:
-    """Queue health → ``data_quality`` events of ``vigil-platform`` (see :mod:`tasks.self_monitoring`).
+    """Queue health → ``data_quality`` events of ``vigil-operations`` (see :mod:`tasks.self_monitoring`).
     Idempotent per minute."""
     from tasks.self_monitoring import self_monitor_run
 

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
+from tasks import metrics
 from tasks.collectors import QUEUE_HEALTH_REGISTRY
 
 
@@ -26,7 +27,10 @@ def _registry() -> CollectorRegistry:
 @require_GET
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus text exposition of function metrics (per-function counters and latency histograms) and
-    queue-health gauges computed at scrape time (queue depth, outbox age, beat last run and lateness)."""
+    queue-health gauges computed at scrape time (queue depth, outbox age, beat last run and lateness).
+
+    Function metrics reach prometheus-client when a process flushes (every
+    ``FUNCTION_METRICS_FLUSH_SECONDS``), not per call; the scraping process publishes its own first."""
     token = settings.METRICS_BEARER_TOKEN
     if token:
         sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
@@ -34,6 +38,7 @@ def prometheus_metrics(request: HttpRequest) -> HttpResponse:
             return HttpResponse(
                 "unauthorized\n", status=401, content_type="text/plain", headers={"WWW-Authenticate": "Bearer"}
             )
+    metrics.recorder.publish()  # this process's calls since its last flush; others publish at their flush
     body = generate_latest(_registry()) + generate_latest(QUEUE_HEALTH_REGISTRY)
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tasks.dashboard import function_dashboard
-from tasks.models import FunctionKind, FunctionMetric
+from tasks.metrics import BUCKET_KEYS, WindowAggregate
+from tasks.models import FunctionHourSummary, FunctionKind, FunctionMetric
+from tasks.services import function_metrics_upsert
 from tests.factories import UserFactory
 
 NOW = datetime(2026, 3, 14, 12, 10, 30, tzinfo=UTC)
@@ -17,19 +22,24 @@ DASHBOARD = "admin:tasks_functionmetric_dashboard"
 
 
 def window(name: str, at: datetime, *, calls: int, errors: int = 0, cold: int = 0, histogram=None, kind="task"):
-    return FunctionMetric.objects.create(
-        function_name=name,
-        kind=kind,
-        measurement_window=at,
-        window_seconds=60,
-        invocation_count=calls,
-        error_count=errors,
-        total_latency_ms=calls * 10.0,
-        max_latency_ms=100.0,
-        cold_start_count=cold,
-        errors_by_type={"Boom": errors} if errors else {},
-        latency_histogram=histogram or {"10": calls},
-        recorded_at=at,
+    """One flushed window, written as the recorder's flush writes it (so its hour summary moves too)."""
+    histogram = histogram or {"10": calls}
+    function_metrics_upsert(
+        aggregates=[
+            WindowAggregate(
+                name,
+                kind,
+                at,
+                60,
+                invocations=calls,
+                errors=errors,
+                total_latency_ms=calls * 10.0,
+                max_latency_ms=100.0,
+                cold_starts=cold,
+                errors_by_type=Counter({"Boom": errors} if errors else {}),
+                buckets=[histogram.get(key, 0) for key in BUCKET_KEYS],
+            )
+        ]
     )
 
 
@@ -89,6 +99,65 @@ def test_the_7_day_range_merges_windows_into_six_hour_buckets(dataset):
     assert "tasks.ancient" not in by_name(dashboard)
 
 
+def test_the_24_hour_range_has_one_bucket_per_hour(dataset):
+    dashboard = function_dashboard(range_key="24h", now=NOW)
+    slow = by_name(dashboard)["tasks.slow"]
+
+    assert len(dashboard["bucket_starts"]) == 24
+    assert dashboard["bucket_starts"][-1] == datetime(2026, 3, 14, 12, tzinfo=UTC)
+    assert (slow["buckets"][-1]["invocations"], slow["buckets"][-1]["errors"]) == (20, 5)
+    assert slow["buckets"][-1]["p95_ms"] == pytest.approx(950.0)
+
+
+def test_the_24_hour_and_7_day_ranges_read_hour_summaries_not_windows(dataset, django_assert_num_queries):
+    FunctionMetric.objects.all().delete()  # the summaries alone must carry the figures
+
+    functions = by_name(function_dashboard(range_key="7d", now=NOW))
+
+    assert functions["tasks.slow"]["invocations"] == 20
+    assert function_dashboard(range_key="1h", now=NOW)["functions"] == []
+    with django_assert_num_queries(1):
+        function_dashboard(range_key="24h", now=NOW)
+
+
+def _comparable(functions: list[dict]) -> list[dict]:
+    """The figures with float sums rounded: summing per hour first may change the last bits of a sum."""
+    return [{**function, "avg_latency_ms": round(function["avg_latency_ms"], 6)} for function in functions]
+
+
+minute_windows = st.lists(
+    st.tuples(
+        st.sampled_from(["tasks.a", "tasks.b", "GET /api/v1/c"]),
+        st.integers(min_value=0, max_value=7 * 24 * 60 + 120),  # minutes before NOW, some out of range
+        st.integers(min_value=1, max_value=50),
+        st.integers(min_value=0, max_value=3),
+        st.integers(min_value=0, max_value=1),
+        st.sampled_from([{"1": 1}, {"25": 2, "250": 1}, {"10000": 1, "+Inf": 1}, {"5": 3}]),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@pytest.mark.django_db
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(windows=minute_windows)
+def test_every_figure_from_the_hour_summaries_equals_the_figure_summed_from_the_windows(windows):
+    FunctionMetric.objects.all().delete()
+    FunctionHourSummary.objects.all().delete()
+    minute = NOW.replace(second=0)
+    for name, minutes_ago, calls, errors, cold, histogram in windows:
+        scaled = {key: count * calls for key, count in histogram.items()}
+        window(name, minute - timedelta(minutes=minutes_ago), calls=sum(scaled.values()),
+               errors=min(errors, calls), cold=cold, histogram=scaled)  # fmt: skip
+
+    for range_key in ("24h", "7d"):
+        for sort in ("volume", "p95", "error_rate"):
+            from_summaries = function_dashboard(range_key=range_key, sort=sort, now=NOW)
+            from_windows = function_dashboard(range_key=range_key, sort=sort, now=NOW, source=FunctionMetric)
+            assert _comparable(from_summaries["functions"]) == _comparable(from_windows["functions"])
+
+
 def test_sorting_by_volume_error_rate_and_p95(dataset):
     order = {
         sort: [function["name"] for function in function_dashboard(range_key="1h", sort=sort, now=NOW)["functions"]]
@@ -129,6 +198,18 @@ def test_the_page_draws_the_charts_and_links_each_function_to_its_failures(admin
     failures = reverse("admin:tasks_functionfailure_changelist") + "?function_name=tasks.recent"
     assert failures in html
     assert "?range=24h&amp;sort=p95" in html
+
+
+def test_function_names_are_escaped_in_the_drawn_charts(admin_client, db):
+    now = timezone.now().replace(second=0, microsecond=0)
+    window("GET /x/<script>alert(1)</script>", now, calls=4, errors=1)
+
+    html = admin_client.get(reverse(DASHBOARD), {"range": "1h"}).content.decode()
+
+    assert "<script>alert(1)</script>" not in html
+    assert "GET /x/&lt;script&gt;alert(1)&lt;/script&gt; · " in html  # the heatmap cell's title
+    assert html.count('class="heatmap-cell"') == 1
+    assert html.count('class="error-bar"') == 1
 
 
 def test_the_range_selector_changes_the_buckets(admin_client, recent):

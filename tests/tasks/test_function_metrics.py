@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from tasks import metrics, services
 from tasks.base import vigil_task
 from tasks.metrics import BUCKET_KEYS, HISTOGRAM_BOUNDS_MS, FunctionMetricsRecorder, WindowAggregate, bucket_index
-from tasks.models import FunctionKind, FunctionMetric
+from tasks.models import FunctionHourSummary, FunctionKind, FunctionMetric
 from tasks.percentiles import histogram_percentile
 from tasks.services import function_metrics_upsert
 from tasks.tasks import CanaryFailure, canary
@@ -222,6 +222,48 @@ def test_upsert_merges_json_counts_key_by_key_and_keeps_the_larger_max():
 
 
 @pytest.mark.django_db
+def test_upsert_adds_each_window_into_its_hour_summary_in_the_same_write():
+    first_hour = [NOON_WINDOW + timedelta(minutes=minute) for minute in (0, 1, 59)]
+    batch = [
+        aggregate("tests.alpha", window_start=start, latencies=[3.0, 700.0], errors=["KeyError"])
+        for start in first_hour
+    ]
+    batch.append(aggregate("tests.alpha", window_start=NOON_WINDOW + timedelta(hours=1), latencies=[1.0]))
+
+    function_metrics_upsert(aggregates=batch)
+    function_metrics_upsert(aggregates=batch[:1])
+
+    hours = {row.measurement_window: row for row in FunctionHourSummary.objects.all()}
+    assert set(hours) == {NOON_WINDOW, NOON_WINDOW + timedelta(hours=1)}
+    noon = hours[NOON_WINDOW]
+    assert (noon.invocation_count, noon.error_count) == (8, 4)
+    assert noon.errors_by_type == {"KeyError": 4}
+    assert noon.latency_histogram == {"5": 4, "1000": 4}
+    assert noon.total_latency_ms == pytest.approx(4 * 703.0)
+    assert noon.max_latency_ms == 700.0
+    assert hours[NOON_WINDOW + timedelta(hours=1)].invocation_count == 1
+    windows = FunctionMetric.objects.filter(measurement_window__lt=NOON_WINDOW + timedelta(hours=1))
+    assert sum(windows.values_list("invocation_count", flat=True)) == noon.invocation_count
+
+
+@pytest.mark.django_db
+def test_a_failed_write_leaves_neither_the_windows_nor_their_hour_summaries(monkeypatch):
+    def failing_hours(cursor, vendor, aggregates, *, into, chunk_size):
+        if into == services._HOURS:
+            raise OperationalError("disk full")
+        return real_upsert(cursor, vendor, aggregates, into=into, chunk_size=chunk_size)
+
+    real_upsert = services._upsert
+    monkeypatch.setattr(services, "_upsert", failing_hours)
+
+    with pytest.raises(OperationalError):
+        function_metrics_upsert(aggregates=[aggregate("tests.alpha", latencies=[1.0])])
+
+    assert not FunctionMetric.objects.exists()
+    assert not FunctionHourSummary.objects.exists()
+
+
+@pytest.mark.django_db
 def test_upsert_of_error_free_windows_keeps_an_empty_errors_object():
     function_metrics_upsert(aggregates=[aggregate("tests.alpha", latencies=[1.0])])
     function_metrics_upsert(aggregates=[aggregate("tests.alpha", latencies=[1.0])])
@@ -303,6 +345,12 @@ def test_concurrent_flushes_into_the_same_window_lose_no_counts(frozen_noon):
         assert row.total_latency_ms == pytest.approx(70_043.0 * calls)
         assert row.max_latency_ms == 70_000
         assert row.cold_start_count == threads
+        summary = FunctionHourSummary.objects.get(function_name=name)
+        assert summary.measurement_window == NOON_WINDOW  # 12:00, the window's hour
+        assert (summary.invocation_count, summary.error_count) == (3 * calls, 2 * calls)
+        assert summary.latency_histogram == row.latency_histogram
+        assert summary.errors_by_type == row.errors_by_type
+        assert summary.cold_start_count == threads
 
 
 # --- Windows -------------------------------------------------------------------------------------
@@ -391,16 +439,26 @@ def test_a_flush_does_not_make_the_next_call_cold_again(frozen_noon):
     assert recorded("tests.alpha").cold_starts == 0
 
 
-def test_a_forked_process_starts_with_an_empty_buffer_and_counts_its_own_cold_start(monkeypatch, frozen_noon):
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_process_starts_with_an_empty_buffer_and_counts_its_own_cold_start(frozen_noon):
     record_calls("tests.alpha", [1.0, 1.0])
-    parent_pid = os.getpid()
+    read_end, write_end = os.pipe()
 
-    monkeypatch.setattr(metrics.os, "getpid", lambda: parent_pid + 1)  # as in a prefork child
-    record_calls("tests.alpha", [1.0])
+    pid = os.fork()
+    if pid == 0:  # the child (as a prefork worker): report what its recorder holds, then leave at once
+        try:
+            record_calls("tests.alpha", [1.0])
+            child = recorded("tests.alpha")
+            os.write(write_end, f"{child.invocations},{child.cold_starts}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end) as reader:
+        report = reader.read()
 
-    child = recorded("tests.alpha")
-    assert child.invocations == 1  # the parent's buffered calls are the parent's to flush
-    assert child.cold_starts == 1
+    assert report == "1,1"  # the parent's buffered calls are the parent's to flush
+    assert recorded("tests.alpha").invocations == 2
 
 
 # --- Task instrumentation (VigilTask) --------------------------------------------------------------

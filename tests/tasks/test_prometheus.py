@@ -9,8 +9,8 @@ from django.db import OperationalError
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.celery import app as celery_app
-from tasks import metrics, views
-from tasks.models import FunctionKind
+from tasks import metrics, services, views
+from tasks.models import FunctionKind, FunctionMetric
 from tasks.tasks import CanaryFailure, canary
 
 SCRAPE_TOKEN = "scrape-token-for-tests-0123456789"
@@ -78,6 +78,48 @@ def test_metrics_buckets_match_the_function_metrics_histogram_bounds(client, fun
         if s.labels["function"] == function_name and s.labels["le"] != "+Inf"
     ]
     assert bounds == [bound / 1000 for bound in metrics.HISTOGRAM_BOUNDS_MS]
+
+
+@pytest.mark.django_db
+def test_a_scrape_before_and_after_the_flush_counts_each_call_once(client, function_name):
+    metrics.record(name=function_name, kind=FunctionKind.ENDPOINT, latency_ms=7.0)
+    labels = {"function": function_name, "kind": "endpoint"}
+
+    assert value(scrape(client), "vigil_function_invocations_total", **labels) == 1
+    metrics.flush()
+    assert FunctionMetric.objects.get(function_name=function_name).invocation_count == 1
+    metrics.record(name=function_name, kind=FunctionKind.ENDPOINT, latency_ms=7.0)
+
+    samples = scrape(client)
+    assert value(samples, "vigil_function_invocations_total", **labels) == 2
+    assert value(samples, "vigil_function_latency_seconds_bucket", **labels, le="0.01") == 2
+    assert value(samples, "vigil_function_latency_seconds_sum", **labels) == pytest.approx(0.014)
+
+
+@pytest.mark.django_db
+def test_a_call_counts_once_in_metrics_when_its_database_write_is_retried(client, function_name, monkeypatch):
+    real_upsert = services.function_metrics_upsert
+    attempts = []
+
+    def upsert_failing_once(*, aggregates):
+        attempts.append(len(aggregates))
+        if len(attempts) == 1:
+            raise OperationalError("database is down")
+        return real_upsert(aggregates=aggregates)
+
+    monkeypatch.setattr(services, "function_metrics_upsert", upsert_failing_once)
+    metrics.record(name=function_name, kind=FunctionKind.TASK, latency_ms=3.0, error_type="ValueError")
+    assert metrics.flush() == 0
+    metrics.record(name=function_name, kind=FunctionKind.TASK, latency_ms=3.0)
+    assert metrics.flush() == 1
+
+    samples = scrape(client)
+    labels = {"function": function_name, "kind": "task"}
+    assert value(samples, "vigil_function_invocations_total", **labels) == 2
+    assert value(samples, "vigil_function_errors_total", **labels, exception_type="ValueError") == 1
+    assert value(samples, "vigil_function_cold_starts_total", **labels) == 1
+    assert value(samples, "vigil_function_latency_seconds_bucket", **labels, le="0.005") == 2
+    assert FunctionMetric.objects.get(function_name=function_name).invocation_count == 2
 
 
 def test_metrics_counts_a_failing_task_by_exception_type(client):

@@ -19,14 +19,21 @@ from config import registry
 from config.keys import SELF_MONITORING_SIGNALS
 from config.models import PlatformConfig
 from config.seeding import add_self_monitoring_signals
-from governance.services.bypass.core import PLATFORM_SYSTEM_NAME
+from governance.services.bypass.core import PLATFORM_SYSTEM_NAME as BYPASS_SYSTEM_NAME
 from incidents.models import Incident
 from oversight.models import Alert, EventRaw, IngestBatch
 from tasks.health import queue_health
 from tasks.schedules import SCHEDULES
-from tasks.self_monitoring import self_monitor_event_id, self_monitor_run
+from tasks.self_monitoring import (
+    OPERATIONS_SYSTEM_NAME,
+    OPERATIONS_TEAM_SLUG,
+    operations_system_ensure,
+    self_monitor_event_id,
+    self_monitor_run,
+)
 from tasks.tasks import self_monitor
 from tests.conftest import bearer_client
+from tests.factories import TeamFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -247,7 +254,7 @@ def test_queue_health_api_refuses_a_caller_without_a_role(make_user):
 
 
 def platform_alerts(signal: str):
-    return Alert.objects.filter(system__name=PLATFORM_SYSTEM_NAME, signal=signal)
+    return Alert.objects.filter(system__name=OPERATIONS_SYSTEM_NAME, signal=signal)
 
 
 def test_self_monitor_is_scheduled_every_minute_on_the_default_queue():
@@ -260,12 +267,12 @@ def test_healthy_platform_sends_readings_but_raises_no_alert(django_capture_on_c
     with django_capture_on_commit_callbacks(execute=True):
         assert self_monitor() == {"sent": 2, "skipped": 0}  # eager: no queue_depth reading
 
-    events = EventRaw.objects.filter(system__name=PLATFORM_SYSTEM_NAME)
+    events = EventRaw.objects.filter(system__name=OPERATIONS_SYSTEM_NAME)
     assert {(e.category, e.signal, e.value) for e in events} == {
         ("data_quality", "outbox_lag_seconds", 0.0),
         ("data_quality", "beat_lag_seconds", 0.0),
     }
-    assert not Alert.objects.filter(system__name=PLATFORM_SYSTEM_NAME).exists()
+    assert not Alert.objects.filter(system__name=OPERATIONS_SYSTEM_NAME).exists()
     assert not IngestBatch.objects.filter(processed_at__isnull=True).exists()
 
 
@@ -277,15 +284,19 @@ def test_a_stuck_outbox_becomes_an_alert_on_the_platform(django_capture_on_commi
         report = self_monitor_run()
 
     assert report.sent == 2
-    event = EventRaw.objects.get(system__name=PLATFORM_SYSTEM_NAME, signal="outbox_lag_seconds")
+    event = EventRaw.objects.get(system__name=OPERATIONS_SYSTEM_NAME, signal="outbox_lag_seconds")
     assert event.value == pytest.approx(1200, abs=5)
     assert event.severity == "high"
     alert = platform_alerts("outbox_lag_seconds").get()
     assert alert.category == "data_quality"
     assert not platform_alerts("beat_lag_seconds").exists()
     incident = Incident.objects.get(source_alert=alert)  # a critical breach is an incident of its own
-    assert (incident.system.name, incident.team.slug, incident.severity) == (PLATFORM_SYSTEM_NAME, "security", "high")
-    assert Alert.objects.filter(system__name=PLATFORM_SYSTEM_NAME).count() == 1
+    assert (incident.system.name, incident.team.slug, incident.severity) == (
+        OPERATIONS_SYSTEM_NAME,
+        OPERATIONS_TEAM_SLUG,
+        "high",
+    )
+    assert Alert.objects.filter(system__name=OPERATIONS_SYSTEM_NAME).count() == 1
 
 
 @pytest.mark.postgres
@@ -297,7 +308,7 @@ def test_beat_stopping_becomes_an_alert_naming_the_task(django_capture_on_commit
     with django_capture_on_commit_callbacks(execute=True):
         self_monitor_run()
 
-    event = EventRaw.objects.get(system__name=PLATFORM_SYSTEM_NAME, signal="beat_lag_seconds")
+    event = EventRaw.objects.get(system__name=OPERATIONS_SYSTEM_NAME, signal="beat_lag_seconds")
     assert event.attributes["task"] == "oversight.check_heartbeats"
     assert event.value == pytest.approx(3540, abs=5)  # an hour since the last run, due after a minute
     assert platform_alerts("beat_lag_seconds").exists()
@@ -318,11 +329,40 @@ def test_a_stuck_queue_becomes_an_alert_naming_the_queue(broker_queue, settings,
         # Celery reads the same setting: process the batch in this process, not through the test broker.
         settings.CELERY_TASK_ALWAYS_EAGER = True
 
-    event = EventRaw.objects.get(system__name=PLATFORM_SYSTEM_NAME, signal="queue_depth")
+    event = EventRaw.objects.get(system__name=OPERATIONS_SYSTEM_NAME, signal="queue_depth")
     assert event.value == 11000
     assert event.attributes["queue"] == name
     assert event.attributes["depths"]["default"] == 0
     assert platform_alerts("queue_depth").exists()
+
+
+def test_self_monitoring_belongs_to_platform_operations_not_to_security(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        self_monitor_run()
+
+    system = operations_system_ensure()
+    assert (system.name, system.team.slug, system.team.name) == (
+        OPERATIONS_SYSTEM_NAME,
+        OPERATIONS_TEAM_SLUG,
+        "Platform operations",
+    )
+    assert not EventRaw.objects.filter(system__name=BYPASS_SYSTEM_NAME).exists()
+    assert operations_system_ensure().pk == system.pk  # idempotent
+
+
+@pytest.mark.postgres
+def test_an_operator_in_platform_operations_sees_a_self_monitoring_alert_and_security_does_not(
+    make_user, django_capture_on_commit_callbacks
+):
+    stale_batch(minutes=20)
+    with django_capture_on_commit_callbacks(execute=True):
+        self_monitor_run()
+    alert = platform_alerts("outbox_lag_seconds").get()
+    operator = make_user("viewer", teams=[operations_system_ensure().team])
+    security = make_user("security", teams=[TeamFactory(slug="security", name="Security")])
+
+    assert bearer_client(operator).get(f"/api/v1/alerts/{alert.pk}").status_code == 200
+    assert bearer_client(security).get(f"/api/v1/alerts/{alert.pk}").status_code == 404
 
 
 def test_a_rerun_in_the_same_minute_stores_nothing_twice(django_capture_on_commit_callbacks):
@@ -333,7 +373,7 @@ def test_a_rerun_in_the_same_minute_stores_nothing_twice(django_capture_on_commi
         next_minute = self_monitor_run(now=now + timedelta(seconds=60))
 
     assert (first.sent, second.sent, second.skipped, next_minute.sent) == (2, 0, 2, 2)
-    assert EventRaw.objects.filter(system__name=PLATFORM_SYSTEM_NAME).count() == 4
+    assert EventRaw.objects.filter(system__name=OPERATIONS_SYSTEM_NAME).count() == 4
     assert IngestBatch.objects.count() == 2  # the rerun created no batch
     assert EventRaw.objects.filter(event_id=self_monitor_event_id(signal="beat_lag_seconds", now=now)).exists()
 

@@ -13,11 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config import registry
-from tasks.metrics import BUCKET_KEYS
-from tasks.models import FunctionKind, FunctionMetric
+from tasks.metrics import BUCKET_KEYS, WindowAggregate
+from tasks.models import FunctionHourSummary, FunctionKind, FunctionMetric
 from tasks.percentiles import histogram_percentile
 from tasks.retention import RollupResult, function_metrics_rollup
 from tasks.schedules import SCHEDULES
+from tasks.services import function_metrics_upsert
 from tasks.tasks import function_metrics_rollup as rollup_task
 
 pytestmark = pytest.mark.django_db
@@ -219,6 +220,93 @@ def test_hourly_rows_older_than_hourly_days_are_deleted_and_raw_windows_are_not(
     assert rows() == [("tasks.canary", _hour(NOW - timedelta(days=399)), 3600)]
 
 
+# --- Hour summaries (function_metrics_hourly) next to the rollup ---------------------------------------
+
+
+def flushed(name: str, window: datetime, *, calls: int, errors: dict | None = None, histogram: dict) -> None:
+    """One window as the recorder's flush writes it: into its window row and its hour summary."""
+    errors = errors or {}
+    function_metrics_upsert(
+        aggregates=[
+            WindowAggregate(
+                name,
+                FunctionKind.TASK,
+                window,
+                60,
+                invocations=calls,
+                errors=sum(errors.values()),
+                total_latency_ms=calls * 2.5,
+                max_latency_ms=float(calls),
+                cold_starts=1,
+                errors_by_type=Counter(errors),
+                buckets=[histogram.get(key, 0) for key in BUCKET_KEYS],
+            )
+        ]
+    )
+
+
+def figures(row) -> tuple:
+    return (
+        row.function_name,
+        row.measurement_window,
+        row.invocation_count,
+        row.error_count,
+        row.cold_start_count,
+        row.total_latency_ms,
+        row.max_latency_ms,
+        row.errors_by_type,
+        row.latency_histogram,
+    )
+
+
+def summaries() -> list[tuple]:
+    return [figures(row) for row in FunctionHourSummary.objects.order_by("function_name", "measurement_window")]
+
+
+def test_the_rollup_leaves_hour_summaries_untouched_and_equal_to_the_rolled_hourly_rows():
+    flushed("tasks.canary", OLD_HOUR, calls=4, errors={"ValueError": 1}, histogram={"5": 3, "50": 1})
+    flushed("tasks.canary", OLD_HOUR + timedelta(minutes=59), calls=2, histogram={"1000": 2})
+    flushed("tasks.canary", OLD_HOUR + timedelta(hours=1), calls=1, histogram={"1": 1})
+    flushed("tasks.other", OLD_HOUR + timedelta(minutes=30), calls=8, errors={"KeyError": 8}, histogram={"10": 8})
+    before = summaries()
+
+    result = function_metrics_rollup(now=NOW)
+
+    assert result.raw_rows_rolled == 4 and result.hour_summaries_expired == 0
+    assert summaries() == before
+    hourly = [figures(row) for row in FunctionMetric.objects.order_by("function_name", "measurement_window")]
+    assert hourly == before  # one rolled row per hour, figure for figure the summary
+    assert before[0][2:5] == (6, 1, 2)  # tasks.canary 09:00: 6 calls, 1 error, 2 cold starts
+
+
+def test_a_late_window_of_a_rolled_hour_is_counted_once_in_its_summary_and_once_in_its_hourly_row():
+    flushed("tasks.canary", OLD_HOUR, calls=4, errors={"ValueError": 1}, histogram={"5": 4})
+    function_metrics_rollup(now=NOW)
+    flushed("tasks.canary", OLD_HOUR + timedelta(minutes=12), calls=3, errors={"ValueError": 2}, histogram={"50": 3})
+
+    function_metrics_rollup(now=NOW)
+    function_metrics_rollup(now=NOW)
+
+    summary, hourly = FunctionHourSummary.objects.get(), FunctionMetric.objects.get()
+    assert figures(summary) == figures(hourly)
+    assert (summary.invocation_count, summary.error_count, summary.cold_start_count) == (7, 3, 2)
+    assert summary.errors_by_type == {"ValueError": 3}
+    assert summary.latency_histogram == {"5": 4, "50": 3}
+
+
+def test_hour_summaries_older_than_hourly_days_are_deleted_with_the_hourly_rows():
+    flushed("tasks.canary", _hour(NOW - timedelta(days=401)), calls=1, histogram={"1": 1})
+    flushed("tasks.canary", _hour(NOW - timedelta(days=399)), calls=1, histogram={"1": 1})
+
+    result = function_metrics_rollup(now=NOW, expire_chunk_size=1)
+
+    assert result.hour_summaries_expired == 1
+    assert result.hourly_rows_expired == 1
+    assert list(FunctionHourSummary.objects.values_list("measurement_window", flat=True)) == [
+        _hour(NOW - timedelta(days=399))
+    ]
+
+
 def _hour(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
@@ -270,7 +358,12 @@ def test_the_beat_task_runs_the_rollup():
 
     summary = rollup_task.apply().get()
 
-    assert summary == {"function_hours_rolled": 2, "raw_rows_rolled": 2, "hourly_rows_expired": 1}
+    assert summary == {
+        "function_hours_rolled": 2,
+        "raw_rows_rolled": 2,
+        "hourly_rows_expired": 1,
+        "hour_summaries_expired": 0,
+    }
     assert list(FunctionMetric.objects.values_list("window_seconds", flat=True)) == [3600]
 
 
