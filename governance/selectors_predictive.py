@@ -1,0 +1,259 @@
+"""Read-side queries of predictive governance: the predictions list, each system's latest forecast per type
+(the badges), and predicted-vs-actual (how matured forecasts turned out). Every block of the admin pages
+is one query here; the API reads the same functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+
+from governance.choices import PredictionOutcome, PredictionType
+from governance.models import AISystem, PredictiveGovernance, PredictorModel, User
+from governance.selectors import scope_to_teams
+
+# How many factors a badge shows, and how many rows the admin blocks list.
+BADGE_FACTORS = 3
+HOME_BADGE_SYSTEMS = 25
+RECENT_PREDICTIONS = 15
+LATEST_MATURED = 10
+
+
+def prediction_badge_text(*, prediction_type: str, timeframe_hours: int) -> str:
+    """The words a governance lead reads for a forecast above its threshold (one place for the wording)."""
+    if prediction_type == PredictionType.DRIFT_RISK:
+        return f"Drift likely in {timeframe_hours} h"
+    if prediction_type == PredictionType.COMPLIANCE_RISK:
+        return "Compliance risk increasing"
+    if prediction_type == PredictionType.INCIDENT_PROBABILITY:
+        return "Model degradation trend"
+    return PredictionType(prediction_type).label
+
+
+def prediction_list(*, user: User) -> QuerySet[PredictiveGovernance]:
+    """Predictions of the user's teams' systems, with the system and model (no per-row lookups)."""
+    return scope_to_teams(PredictiveGovernance.objects.select_related("system", "model"), user)
+
+
+def predictions_latest(queryset: QuerySet[PredictiveGovernance]) -> QuerySet[PredictiveGovernance]:
+    """Only each system's latest prediction of each type in ``queryset`` (newest ``as_of``; on a tie the
+    newest row). One correlated subquery on the (system, prediction_type, -as_of) index, on every database."""
+    newest = PredictiveGovernance.objects.filter(
+        system=OuterRef("system"), prediction_type=OuterRef("prediction_type")
+    ).order_by("-as_of", "-created_at")
+    return queryset.filter(pk=Subquery(newest.values("pk")[:1]))
+
+
+@dataclass(frozen=True)
+class Factor:
+    label: str
+    value: Any
+    contribution: float | None
+
+    @property
+    def display_value(self) -> str:
+        if isinstance(self.value, bool) or not isinstance(self.value, int | float):
+            return str(self.value)
+        return f"{self.value:.3g}"
+
+
+@dataclass(frozen=True)
+class PredictionBadge:
+    """A system's latest forecast of one type, above its threshold: what the dashboards show."""
+
+    prediction_id: Any
+    system_id: Any
+    system_name: str
+    prediction_type: str
+    text: str
+    risk_score: float
+    confidence: float
+    threshold: float
+    timeframe_hours: int
+    as_of: Any
+    factors: list[Factor]
+    review_item_id: Any = None
+
+    @property
+    def score_percent(self) -> int:
+        return round(self.risk_score * 100)
+
+    @property
+    def confidence_percent(self) -> int:
+        return round(self.confidence * 100)
+
+
+def factors_of(raw: Any, limit: int = BADGE_FACTORS) -> list[Factor]:
+    """The first ``limit`` factors of a prediction (stored largest contribution first), tolerant of rows
+    written without a label or value."""
+    factors = []
+    for entry in (raw or [])[:limit]:
+        if not isinstance(entry, dict):
+            continue
+        factors.append(
+            Factor(
+                label=str(entry.get("label") or entry.get("feature") or "?"),
+                value=entry.get("value"),
+                contribution=entry.get("contribution"),
+            )
+        )
+    return factors
+
+
+def _badge(row: PredictiveGovernance) -> PredictionBadge:
+    return PredictionBadge(
+        prediction_id=row.pk,
+        system_id=row.system_id,
+        system_name=row.system.name,
+        prediction_type=row.prediction_type,
+        text=prediction_badge_text(prediction_type=row.prediction_type, timeframe_hours=row.predicted_timeframe_hours),
+        risk_score=row.risk_score,
+        confidence=row.confidence,
+        threshold=row.threshold,
+        timeframe_hours=row.predicted_timeframe_hours,
+        as_of=row.as_of,
+        factors=factors_of(row.factors),
+        review_item_id=row.review_item_id,
+    )
+
+
+def prediction_badges(*, user: User, system: AISystem | None = None, limit: int | None = None) -> list[PredictionBadge]:
+    """Active badges: each system's latest prediction per type when it is above its threshold, highest score
+    first (for ``system`` only when given). One query."""
+    queryset = prediction_list(user=user)
+    if system is not None:
+        queryset = queryset.filter(system=system)
+    rows = predictions_latest(queryset).filter(above_threshold=True).order_by("-risk_score", "system__name")
+    if limit is not None:
+        rows = rows[:limit]
+    return [_badge(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class SystemBadges:
+    system_id: Any
+    system_name: str
+    badges: list[PredictionBadge]
+
+
+def prediction_badges_by_system(*, user: User, limit: int = HOME_BADGE_SYSTEMS) -> tuple[list[SystemBadges], int]:
+    """The home page's "Predicted risk" block: systems with at least one active badge, the riskiest first,
+    at most ``limit`` of them, and how many systems carry a badge in all. One query."""
+    grouped: dict[Any, SystemBadges] = {}
+    for badge in prediction_badges(user=user):
+        entry = grouped.setdefault(badge.system_id, SystemBadges(badge.system_id, badge.system_name, []))
+        entry.badges.append(badge)
+    systems = list(grouped.values())  # insertion order = each system's highest score first
+    return systems[:limit], len(systems)
+
+
+def predictions_recent(*, user: User, system: AISystem, limit: int = RECENT_PREDICTIONS) -> list[PredictiveGovernance]:
+    """A system's newest predictions of every type (its admin page). One query."""
+    return list(prediction_list(user=user).filter(system=system).order_by("-as_of", "prediction_type")[:limit])
+
+
+@dataclass
+class OutcomeCounts:
+    """Predicted (above threshold or not) against what happened, for matured predictions of one type."""
+
+    prediction_type: str
+    above_occurred: int = 0
+    above_not_occurred: int = 0
+    below_occurred: int = 0
+    below_not_occurred: int = 0
+    pending: int = 0
+    label: str = field(init=False)
+
+    def __post_init__(self):
+        self.label = PredictionType(self.prediction_type).label
+
+    @property
+    def matured(self) -> int:
+        return self.above_occurred + self.above_not_occurred + self.below_occurred + self.below_not_occurred
+
+    @property
+    def precision(self) -> float | None:
+        """Of the predictions above threshold, the share whose risk occurred (None before any matured)."""
+        flagged = self.above_occurred + self.above_not_occurred
+        return self.above_occurred / flagged if flagged else None
+
+    @property
+    def recall(self) -> float | None:
+        """Of the risks that occurred, the share that had been predicted above threshold."""
+        occurred = self.above_occurred + self.below_occurred
+        return self.above_occurred / occurred if occurred else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "prediction_type": self.prediction_type,
+            "matured": self.matured,
+            "pending": self.pending,
+            "above_threshold_occurred": self.above_occurred,
+            "above_threshold_not_occurred": self.above_not_occurred,
+            "below_threshold_occurred": self.below_occurred,
+            "below_threshold_not_occurred": self.below_not_occurred,
+            "precision": self.precision,
+            "recall": self.recall,
+        }
+
+
+def prediction_outcome_counts(queryset: QuerySet[PredictiveGovernance]) -> list[OutcomeCounts]:
+    """Confusion counts per prediction type over ``queryset`` (every type listed, zeros where none). One
+    GROUP BY query."""
+    occurred = Q(outcome=PredictionOutcome.OCCURRED)
+    not_occurred = Q(outcome=PredictionOutcome.NOT_OCCURRED)
+    above = Q(above_threshold=True)
+    rows = (
+        queryset.order_by()
+        .values("prediction_type")
+        .annotate(
+            above_occurred=Count("pk", filter=above & occurred),
+            above_not_occurred=Count("pk", filter=above & not_occurred),
+            below_occurred=Count("pk", filter=~above & occurred),
+            below_not_occurred=Count("pk", filter=~above & not_occurred),
+            pending=Count("pk", filter=Q(outcome=PredictionOutcome.PENDING)),
+        )
+    )
+    by_type = {row.pop("prediction_type"): row for row in rows}
+    return [OutcomeCounts(prediction_type=kind, **by_type.get(kind, {})) for kind in PredictionType.values]
+
+
+def predictions_matured_latest(
+    queryset: QuerySet[PredictiveGovernance], limit: int = LATEST_MATURED
+) -> list[PredictiveGovernance]:
+    """The newest predictions whose outcome is known (score → outcome). One query."""
+    return list(queryset.exclude(outcome=PredictionOutcome.PENDING).select_related("system").order_by("-as_of")[:limit])
+
+
+def predictor_models_active() -> dict[str, PredictorModel]:
+    """The active model of each prediction type (types without one are absent). One query."""
+    return {model.prediction_type: model for model in PredictorModel.objects.filter(is_active=True)}
+
+
+@dataclass(frozen=True)
+class PredictedVersusActual:
+    counts: list[OutcomeCounts]
+    latest: list[PredictiveGovernance]
+
+    @property
+    def has_matured(self) -> bool:
+        return any(row.matured for row in self.counts)
+
+
+def predicted_versus_actual(*, user: User, system: AISystem | None = None) -> PredictedVersusActual:
+    """The predicted-vs-actual panel: confusion counts per type and the latest matured predictions, for
+    the user's teams (or one system). Two queries."""
+    queryset = prediction_list(user=user)
+    if system is not None:
+        queryset = queryset.filter(system=system)
+    return PredictedVersusActual(
+        counts=prediction_outcome_counts(queryset), latest=predictions_matured_latest(queryset)
+    )
+
+
+def latest_prediction_created_at() -> datetime | None:
+    """When the newest prediction row was written (None before the first pass), platform-wide."""
+    return PredictiveGovernance.objects.order_by("-created_at").values_list("created_at", flat=True).first()
