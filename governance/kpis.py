@@ -18,6 +18,11 @@ from governance.models import (
     EvaluationRun,
     Policy,
 )
+from governance.selectors_predictive import (
+    latest_prediction_created_at,
+    predictor_models_active,
+    predictor_quality_problems,
+)
 from governance.services.endpoints import PUBLIC_ENDPOINTS, api_endpoints
 from governance.services.kpis import (
     ENFORCED,
@@ -142,8 +147,6 @@ PREDICTION_MAX_AGE = timedelta(hours=1)  # four times the 15-minute prediction p
 def predictive_governance_status() -> CapabilityStatus:
     """Enforced while predictions are being produced (the newest is < 1 h old) and the active drift-risk
     model's measured quality meets ``governance.predictive.quality_floor`` (AUC at least, Brier at most)."""
-    from governance.selectors_predictive import latest_prediction_created_at, predictor_models_active
-
     predictive = registry.get("governance.predictive")
     floor = predictive["quality_floor"]
     problems = []
@@ -158,25 +161,11 @@ def predictive_governance_status() -> CapabilityStatus:
     if model is None:
         problems.append("no active drift-risk model")
     else:
-        auc, brier = _metric(model.metrics, "auc"), _metric(model.metrics, "brier")
-        name = f"drift-risk model v{model.version}"
-        if auc is None:
-            problems.append(f"{name} has no measured AUC")
-        elif auc < floor["auc"]:
-            problems.append(f"{name} AUC {auc:.3f} is below the floor {floor['auc']}")
-        if brier is None:
-            problems.append(f"{name} has no measured Brier score")
-        elif brier > floor["brier"]:
-            problems.append(f"{name} Brier {brier:.3f} is above the ceiling {floor['brier']}")
+        problems += predictor_quality_problems(model=model, floor=floor)
     if problems:
         return CapabilityStatus(NOT_ENFORCED, "; ".join(problems))
     return CapabilityStatus(
         ENFORCED,
-        f"newest prediction {latest:%Y-%m-%d %H:%M} UTC; drift-risk model v{model.version} AUC {auc:.3f} ≥ "
-        f"{floor['auc']}, Brier {brier:.3f} ≤ {floor['brier']}",
+        f"newest prediction {latest:%Y-%m-%d %H:%M} UTC; drift-risk model v{model.version} AUC "
+        f"{model.metrics['auc']:.3f} ≥ {floor['auc']}, Brier {model.metrics['brier']:.3f} ≤ {floor['brier']}",
     )
-
-
-def _metric(metrics: object, name: str) -> float | None:
-    value = metrics.get(name) if isinstance(metrics, dict) else None
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

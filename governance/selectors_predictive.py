@@ -20,6 +20,7 @@ BADGE_FACTORS = 3
 HOME_BADGE_SYSTEMS = 25
 RECENT_PREDICTIONS = 15
 LATEST_MATURED = 10
+BAR_WIDTH = 240  # px: the predicted-vs-actual bar per type
 
 
 def prediction_badge_text(*, prediction_type: str, timeframe_hours: int) -> str:
@@ -186,6 +187,33 @@ class OutcomeCounts:
         occurred = self.above_occurred + self.below_occurred
         return self.above_occurred / occurred if occurred else None
 
+    @property
+    def precision_text(self) -> str:
+        return "—" if self.precision is None else f"{self.precision:.0%}"
+
+    @property
+    def recall_text(self) -> str:
+        return "—" if self.recall is None else f"{self.recall:.0%}"
+
+    @property
+    def bar_segments(self) -> list[dict[str, Any]]:
+        """The panel's stacked bar (``BAR_WIDTH`` wide): one segment per outcome cell, in reading order, each
+        with its words (the bar repeats the table; it never carries information by colour alone)."""
+        cells = [
+            ("correct-warning", "correct warnings", self.above_occurred),
+            ("false-alarm", "false alarms", self.above_not_occurred),
+            ("missed", "missed", self.below_occurred),
+            ("quiet", "correctly quiet", self.below_not_occurred),
+        ]
+        total, x, segments = self.matured, 0.0, []
+        for css, words, count in cells:
+            if not count:
+                continue
+            width = BAR_WIDTH * count / total
+            segments.append({"css": css, "words": words, "count": count, "x": round(x, 2), "width": round(width, 2)})
+            x += width
+        return segments
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "prediction_type": self.prediction_type,
@@ -221,11 +249,35 @@ def prediction_outcome_counts(queryset: QuerySet[PredictiveGovernance]) -> list[
     return [OutcomeCounts(prediction_type=kind, **by_type.get(kind, {})) for kind in PredictionType.values]
 
 
+@dataclass(frozen=True)
+class MaturedPrediction:
+    """A prediction whose timeframe has passed, with what it turned out to be."""
+
+    prediction: PredictiveGovernance
+
+    @property
+    def occurred(self) -> bool:
+        return self.prediction.outcome == PredictionOutcome.OCCURRED
+
+    @property
+    def verdict(self) -> str:
+        """In words, so the panel never relies on colour: a warning that came true, a false alarm, a miss,
+        or a quiet forecast that stayed quiet."""
+        if self.prediction.above_threshold:
+            return "correct warning" if self.occurred else "false alarm"
+        return "missed" if self.occurred else "correctly quiet"
+
+    @property
+    def correct(self) -> bool:
+        return self.prediction.above_threshold == self.occurred
+
+
 def predictions_matured_latest(
     queryset: QuerySet[PredictiveGovernance], limit: int = LATEST_MATURED
-) -> list[PredictiveGovernance]:
+) -> list[MaturedPrediction]:
     """The newest predictions whose outcome is known (score → outcome). One query."""
-    return list(queryset.exclude(outcome=PredictionOutcome.PENDING).select_related("system").order_by("-as_of")[:limit])
+    rows = queryset.exclude(outcome=PredictionOutcome.PENDING).select_related("system").order_by("-as_of")[:limit]
+    return [MaturedPrediction(row) for row in rows]
 
 
 def predictor_models_active() -> dict[str, PredictorModel]:
@@ -233,10 +285,32 @@ def predictor_models_active() -> dict[str, PredictorModel]:
     return {model.prediction_type: model for model in PredictorModel.objects.filter(is_active=True)}
 
 
+def predictor_quality_problems(*, model: PredictorModel, floor: dict[str, float]) -> list[str]:
+    """What keeps ``model`` below ``governance.predictive.quality_floor`` (AUC at least, Brier at most), in
+    words with the numbers; empty when it meets the floor."""
+    name = f"{model.get_prediction_type_display().lower()} model v{model.version}"
+    auc, brier = _metric(model.metrics, "auc"), _metric(model.metrics, "brier")
+    problems = []
+    if auc is None:
+        problems.append(f"{name} has no measured AUC")
+    elif auc < floor["auc"]:
+        problems.append(f"{name} AUC {auc:.3f} is below the floor {floor['auc']}")
+    if brier is None:
+        problems.append(f"{name} has no measured Brier score")
+    elif brier > floor["brier"]:
+        problems.append(f"{name} Brier {brier:.3f} is above the ceiling {floor['brier']}")
+    return problems
+
+
+def _metric(metrics: Any, name: str) -> float | None:
+    value = metrics.get(name) if isinstance(metrics, dict) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 @dataclass(frozen=True)
 class PredictedVersusActual:
     counts: list[OutcomeCounts]
-    latest: list[PredictiveGovernance]
+    latest: list[MaturedPrediction]
 
     @property
     def has_matured(self) -> bool:
@@ -257,3 +331,36 @@ def predicted_versus_actual(*, user: User, system: AISystem | None = None) -> Pr
 def latest_prediction_created_at() -> datetime | None:
     """When the newest prediction row was written (None before the first pass), platform-wide."""
     return PredictiveGovernance.objects.order_by("-created_at").values_list("created_at", flat=True).first()
+
+
+@dataclass(frozen=True)
+class PredictiveDashboard:
+    """The admin home page's "Predicted risk" block and predicted-vs-actual panel."""
+
+    systems: list[SystemBadges]
+    systems_total: int
+    versus_actual: PredictedVersusActual
+
+
+def predictive_dashboard(*, user: User) -> PredictiveDashboard:
+    """Everything the home page shows of predictive governance, for the user's teams. Three queries."""
+    systems, total = prediction_badges_by_system(user=user)
+    return PredictiveDashboard(systems=systems, systems_total=total, versus_actual=predicted_versus_actual(user=user))
+
+
+@dataclass(frozen=True)
+class SystemPredictions:
+    """An AI system's admin page: its badges, its recent predictions and predicted-vs-actual."""
+
+    badges: list[PredictionBadge]
+    recent: list[PredictiveGovernance]
+    versus_actual: PredictedVersusActual
+
+
+def system_predictions(*, user: User, system: AISystem) -> SystemPredictions:
+    """Four queries, whatever the system's history."""
+    return SystemPredictions(
+        badges=prediction_badges(user=user, system=system),
+        recent=predictions_recent(user=user, system=system),
+        versus_actual=predicted_versus_actual(user=user, system=system),
+    )
