@@ -159,13 +159,13 @@ def predictive_governance_status() -> CapabilityStatus:
         problems.append(f"the newest prediction is older than 1 h ({latest:%Y-%m-%d %H:%M} UTC)")
     model = predictor_models_active().get(PredictionType.DRIFT_RISK)
     if model is None:
-        problems.append("no active drift-risk model")
+        problems.append("no active drift risk model")
     else:
         problems += predictor_quality_problems(model=model, floor=floor)
     if problems:
         return CapabilityStatus(NOT_ENFORCED, "; ".join(problems))
     return CapabilityStatus(
         ENFORCED,
-        f"newest prediction {latest:%Y-%m-%d %H:%M} UTC; drift-risk model v{model.version} AUC "
+        f"newest prediction {latest:%Y-%m-%d %H:%M} UTC; drift risk model v{model.version} AUC "
         f"{model.metrics['auc']:.3f} ≥ {floor['auc']}, Brier {model.metrics['brier']:.3f} ≤ {floor['brier']}",
     )
