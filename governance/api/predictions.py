@@ -5,6 +5,7 @@ realized predicted-vs-actual counts). Read-only; thin edges over ``governance.se
 from __future__ import annotations
 
 import django_filters
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
@@ -178,7 +179,13 @@ class PredictionViewSet(
         filters=True,
         responses={200: PredictionQualitySerializer, 400: OpenApiResponse(ErrorEnvelopeSerializer)},
     )
-    @action(detail=False, methods=["get"], filterset_class=PredictionScopeFilter, pagination_class=None)
+    @action(
+        detail=False,
+        methods=["get"],
+        filterset_class=PredictionScopeFilter,
+        filter_backends=[DjangoFilterBackend],
+        pagination_class=None,
+    )
     def quality(self, request):
         """Per prediction type: the active model's backtest metrics against the configured quality floor, and
         how the matured predictions of your teams' systems turned out (``entity``, ``type``, ``since``
