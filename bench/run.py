@@ -54,6 +54,7 @@ def main() -> None:
         bench_observability,
         bench_oversight,
         bench_policy_lint,
+        bench_predictive_surface,
         bench_ratelimit,
     )
     from bench.harness import write_summary
@@ -66,6 +67,7 @@ def main() -> None:
     benchmarks["cicd_gate"] = bench_cicd_gate.run
     benchmarks["observability"] = bench_observability.run
     benchmarks["dashboard"] = bench_dashboard.run
+    benchmarks["predictive_surface"] = bench_predictive_surface.run
     selected = sys.argv[1:] or list(benchmarks)
     for name in selected:
         print(f"== {name}")

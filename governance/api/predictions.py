@@ -14,7 +14,8 @@ from rest_framework.response import Response
 from config import registry
 from governance.api.mixins import TeamScopedMixin, UUIDLookupMixin
 from governance.choices import PredictionOutcome, PredictionType, PredictorSource
-from governance.models import PredictiveGovernance
+from governance.models import AISystem, PredictiveGovernance
+from governance.selectors import scope_to_teams
 from governance.selectors_predictive import (
     prediction_badge_text,
     prediction_outcome_counts,
@@ -118,7 +119,9 @@ class PredictionFilter(PredictionScopeFilter):
         fields = [*PredictionScopeFilter.Meta.fields, "above_threshold", "outcome", "latest"]
 
     def filter_latest(self, queryset, name, value):
-        return predictions_latest(queryset) if value == "true" else queryset
+        if value != "true":
+            return queryset
+        return predictions_latest(queryset, systems=scope_to_teams(AISystem.objects.all(), self.request.user))
 
 
 class PredictorMetricsSerializer(serializers.Serializer):

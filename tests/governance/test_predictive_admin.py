@@ -120,7 +120,7 @@ def test_a_system_without_predictions_says_so(client, lead, own_system):
     html = client.get(system_page(own_system)).content.decode()
 
     assert "No prediction has been made for this system yet." in html
-    assert "No prediction has matured yet" in html
+    assert "No prediction of the last 7 days has matured yet" in html
 
 
 def test_the_predictions_changelist_filters_and_searches(client, lead, own_system, foreign_system):

@@ -60,9 +60,9 @@ def test_latest_keeps_one_row_per_system_and_type(estate):
     assert all(row.as_of >= newest for row in latest)
 
 
-def test_badges_are_one_query_whatever_the_estate(lead, estate, django_assert_num_queries):
+def test_badges_take_a_fixed_number_of_queries_whatever_the_estate(lead, estate, django_assert_num_queries):
     assert lead.role_names  # loaded once per request by the permission checks
-    with django_assert_num_queries(2):  # the user's teams, then the badges
+    with django_assert_num_queries(4):  # the user's teams (twice: predictions, systems), latest ids, badges
         badges = prediction_badges(user=lead)
 
     assert len(badges) == 2 * len(PredictionType.values)  # model-1 and model-3, every type
@@ -88,8 +88,9 @@ def test_predicted_versus_actual_is_two_queries(lead, estate, django_assert_num_
     assert len(panel.latest) == 10 and all(m.verdict == "correctly quiet" for m in panel.latest)
 
 
-def test_the_system_page_needs_a_fixed_number_of_queries(lead, estate, django_assert_max_num_queries):
-    with django_assert_max_num_queries(8):
+def test_the_system_page_needs_a_fixed_number_of_queries(lead, estate, django_assert_num_queries):
+    assert lead.role_names
+    with django_assert_num_queries(9):  # badges 4, recent 2, predicted vs actual 3 (each scoping reads the teams)
         page = system_predictions(user=lead, system=estate[1])
 
     assert len(page.badges) == len(PredictionType.values)
@@ -116,3 +117,13 @@ def test_the_bar_splits_its_width_by_outcome(own_system):
         ("correctly quiet", 1, 180.0, 60.0),
     ]
     assert (drift.precision_text, drift.recall_text) == ("67%", "100%")
+
+
+def test_predicted_versus_actual_covers_the_last_seven_days(lead, own_system):
+    now = timezone.now()
+    PredictiveGovernanceFactory(system=own_system, as_of=now - timedelta(days=2), outcome="occurred")
+    PredictiveGovernanceFactory(system=own_system, as_of=now - timedelta(days=8), outcome="occurred")
+
+    panel = predicted_versus_actual(user=lead)
+
+    assert panel.counts[0].above_occurred == 1 and len(panel.latest) == 1
