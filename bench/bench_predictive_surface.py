@@ -70,7 +70,12 @@ def _seed(now) -> int:
                         confidence=0.6 + 0.3 * rng.random(),
                         predicted_timeframe_hours=24,
                         factors=[
-                            {"feature": "psi_slope_6h", "label": "PSI trend over 6 h", "value": 0.04, "contribution": 1.2},
+                            {
+                                "feature": "psi_slope_6h",
+                                "label": "PSI trend over 6 h",
+                                "value": 0.04,
+                                "contribution": 1.2,
+                            },
                             {"feature": "psi_last", "label": "Latest PSI", "value": 0.18, "contribution": 0.7},
                             {"feature": "acc_delta", "label": "Accuracy change", "value": -0.03, "contribution": 0.3},
                         ],
@@ -103,7 +108,7 @@ def _median_ms(func) -> float:
 def run() -> None:
     from governance.choices import Role
     from governance.models import AISystem, User
-    from governance.selectors_predictive import prediction_badges, predicted_versus_actual
+    from governance.selectors_predictive import predicted_versus_actual, prediction_badges
 
     now = timezone.now()
     started = time.perf_counter()

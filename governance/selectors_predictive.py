@@ -1,6 +1,7 @@
 """Read-side queries of predictive governance: the predictions list, each system's latest forecast per type
 (the badges), and predicted-vs-actual (how matured forecasts turned out). Every block of the admin pages
-is one query here; the API reads the same functions.
+takes a fixed number of queries (one or two, plus the team scoping), whatever the history kept; the API
+reads the same functions.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def _badge(row: PredictiveGovernance) -> PredictionBadge:
     )
 
 
-def prediction_badges(*, user: User, system: AISystem | None = None, limit: int | None = None) -> list[PredictionBadge]:
+def prediction_badges(*, user: User, system: AISystem | None = None) -> list[PredictionBadge]:
     """Active badges: each system's latest prediction per type when it is above its threshold, highest score
     first (for ``system`` only when given). Two queries (the latest ids, the badges)."""
     queryset = prediction_list(user=user)
@@ -149,10 +150,7 @@ def prediction_badges(*, user: User, system: AISystem | None = None, limit: int 
     if system is not None:
         queryset, systems = queryset.filter(system=system), systems.filter(pk=system.pk)
     rows = predictions_latest(queryset, systems=systems).filter(above_threshold=True)
-    rows = rows.order_by("-risk_score", "system__name")
-    if limit is not None:
-        rows = rows[:limit]
-    return [_badge(row) for row in rows]
+    return [_badge(row) for row in rows.order_by("-risk_score", "system__name")]
 
 
 @dataclass(frozen=True)
