@@ -41,7 +41,7 @@ def predictor_model_activate(*, model: PredictorModel, actor: Any, reason: str =
                 "prediction_type": model.prediction_type,
                 "version": model.version,
                 "source": model.source,
-                "previous_version": previous.version if previous is not None else None,
+                "replaced_version": previous.version if previous is not None else None,
                 "metrics": model.metrics,
                 "reason": reason,
             },

@@ -176,7 +176,7 @@ def test_an_admin_activates_another_version_and_it_is_audited(client, admin_user
     assert old.is_active is False
     entry = AuditLog.objects.get(action=AuditAction.PREDICTOR_ACTIVATED)
     assert (entry.actor, entry.object_id) == ("ada", str(new.pk))
-    assert (entry.data["version"], entry.data["previous_version"]) == (2, 1)
+    assert (entry.data["version"], entry.data["replaced_version"]) == (2, 1)
 
 
 def test_activating_the_active_version_changes_nothing(client, admin_user):
