@@ -31,21 +31,14 @@ install-dev: $(VENV)/.dev ## Also install test, lint and benchmark tools
 migrate: install ## Apply migrations (also syncs the beat schedule)
 	$(PY) manage.py migrate --noinput
 
-demo: install ## Set up on SQLite (or $$DATABASE_URL), seed an estate, run a simulation, the review-backlog and incident scenarios, print the KPIs
+MODE ?= investor
+SEED ?= 42
+
+demo: install ## The golden demo on SQLite (or $$DATABASE_URL): MODE=investor (default, < 60 s) | audit (writes and verifies an evidence package) | training
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	$(PY) manage.py seed_demo
-	@echo
-	$(PY) manage.py simulate --count 10000 --seed 42 --no-progress
-	@echo
-	$(PY) manage.py seed_backlog --pending 546
-	$(PY) manage.py triage_backlog --as demo-admin --enable-policy "Routine low/medium alert triage" --clear-low-risk
-	@echo
-	$(PY) manage.py seed_incidents --open 218
-	$(PY) manage.py triage_incidents --as demo-admin --close-stale --bulk-resolve-older-than-hours 4 \
-		--reason "Stale, no impact" --close
-	@echo
-	$(PY) manage.py kpis
+	$(PY) manage.py demo --mode $(MODE) --seed $(SEED) $(if $(filter audit,$(MODE)),--evidence demo-evidence,)
+	$(if $(filter audit,$(MODE)),$(PY) manage.py verify_evidence "$$(ls -t demo-evidence/*.zip | head -1)",)
 	@echo
 	@echo "Next: 'make serve' and open http://127.0.0.1:8000/admin/ (login printed above on first run),"
 	@echo "      API docs at http://127.0.0.1:8000/api/docs/"
@@ -96,4 +89,4 @@ browser-deps: ## Install Debian's chromium for the browser tests (needs root)
 	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && $(CHROMIUM) --version; fi
 
 clean: ## Remove the venv, SQLite database and caches
-	rm -rf $(VENV) db.sqlite3 db.sqlite3-* staticfiles .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-* staticfiles demo-evidence .pytest_cache .ruff_cache .hypothesis

@@ -54,6 +54,7 @@ def main() -> None:
         bench_observability,
         bench_oversight,
         bench_policy_lint,
+        bench_predictive,
         bench_predictive_surface,
         bench_ratelimit,
     )
@@ -68,6 +69,8 @@ def main() -> None:
     benchmarks["observability"] = bench_observability.run
     benchmarks["dashboard"] = bench_dashboard.run
     benchmarks["predictive_surface"] = bench_predictive_surface.run
+    benchmarks["predictive"] = bench_predictive.run
+    benchmarks["predict_backtest"] = bench_predictive.run_backtest
     selected = sys.argv[1:] or list(benchmarks)
     for name in selected:
         print(f"== {name}")

@@ -439,7 +439,7 @@ KEYS: tuple[ConfigKey, ...] = (
             "enabled": True,
             "timeframe_hours": 24,
             "min_history_hours": 24,
-            "alert_thresholds": {"drift_risk": 0.5, "compliance_risk": 0.5, "incident_probability": 0.5},
+            "alert_thresholds": {"drift_risk": 0.3, "compliance_risk": 0.3, "incident_probability": 0.3},
             "review_threshold": 0.8,
             "quality_floor": {"auc": 0.85, "brier": 0.2},
             "retrain_min_labelled": 200,

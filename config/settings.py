@@ -253,6 +253,7 @@ SPECTACULAR_SETTINGS = {
         "RegulatoryBasisEnum": "incidents.models.RegulatoryBasis",
         "PredictionOutcomeEnum": "governance.choices.PredictionOutcome",
         "PredictorSourceEnum": "governance.choices.PredictorSource",
+        "DemoCategoryEnum": "governance.choices.DemoCategory",
     },
 }
 

@@ -324,11 +324,12 @@ class AuditVerificationAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
 
 
-# Registered from their own modules: caller activity, the governed-change log, Deployment, Policy and
-# predictive-governance admins.
+# Registered from their own modules: caller activity, the governed-change log, demo runs, Deployment, Policy
+# and predictive-governance admins.
 from governance import (  # noqa: E402,F401
     admin_activity,
     admin_changes,
+    admin_demo,
     admin_deployments,
     admin_policies,
     admin_predictive,

@@ -130,6 +130,9 @@ class AuditAction(models.TextChoices):
     PREDICTOR_TRAINED = "predictor.trained", "Predictive model trained"
     PREDICTOR_ACTIVATED = "predictor.activated", "Predictive model activated"
     PREDICTION_REVIEW_OPENED = "prediction.review_opened", "Proactive review opened for a prediction"
+    DEMO_RUN_STARTED = "demo.run_started", "Golden demo run started"
+    DEMO_RUN_FINISHED = "demo.run_finished", "Golden demo run finished"
+    DEMO_EVIDENCE_EXPORTED = "demo.evidence_exported", "Golden demo evidence package exported"
 
 
 class GateVerdict(models.TextChoices):
@@ -169,3 +172,22 @@ class PredictionOutcome(models.TextChoices):
 class PredictorSource(models.TextChoices):
     SYNTHETIC = "synthetic", "Synthetic history with known onsets"
     HISTORY = "history", "This installation's own history"
+
+
+class DemoCategory(models.TextChoices):
+    """Who a golden-demo scenario is for; the mode of a run is its scenario's category."""
+
+    SALES = "sales", "Sales"
+    AUDIT = "audit", "Audit"
+    INVESTOR = "investor", "Investor"
+    TRAINING = "training", "Training"
+
+
+class DemoRunStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+ACTIVE_DEMO_RUN_STATUSES = (DemoRunStatus.PENDING, DemoRunStatus.RUNNING)

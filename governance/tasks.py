@@ -26,3 +26,36 @@ def bypass_scan() -> dict[str, int]:
     from governance.services.bypass import bypass_scan as scan
 
     return scan()
+
+
+@vigil_task(name="governance.demo_run", soft_time_limit=900, time_limit=960)
+def demo_run(run_id: str) -> str:
+    """Play one golden-demo run (started by the API or the admin). Idempotent: a run that is not pending
+    any more is left as it is. Not retried: a failed step is the run's result, not a transient error."""
+    from governance.services.demo import demo_run_execute
+
+    return demo_run_execute(run_id=run_id).status
+
+
+@vigil_task(name="governance.predict")
+def predict() -> dict:
+    """Every 15 minutes (queue ``predict``): the prediction pass for the current slot, then the outcomes of
+    predictions whose timeframe has passed and the retention purge. Idempotent per 15-minute slot."""
+    from governance.services.predictive import predictions_evaluate_outcomes, predictions_purge, predictions_run
+
+    result = predictions_run().as_dict()
+    result["outcomes"] = predictions_evaluate_outcomes()
+    result["purged"] = predictions_purge()
+    return result
+
+
+@vigil_task(name="governance.predict_retrain")
+def predict_retrain() -> dict:
+    """Daily (queue ``predict``): retrain every predictor on this installation's labelled outcomes once
+    ``retrain_min_labelled`` exist (a type with fewer is left as it is); a version is activated only when
+    its measured quality is at least the active one's."""
+    from governance.choices import PredictorSource
+    from governance.services.predictive import predictors_train
+
+    rows = predictors_train(source=PredictorSource.HISTORY)
+    return {row.prediction_type: {"version": row.version, "active": row.is_active} for row in rows}

@@ -101,3 +101,26 @@ def incident_metrics(*, queryset: QuerySet[Incident], now: datetime) -> Incident
 def _durations(rows) -> list[tuple[str, float]]:
     # A clock skew between opening and acting must not produce a negative duration.
     return [(severity, max((done - opened).total_seconds(), 0.0)) for severity, opened, done in rows]
+
+
+def incident_counts(*, system_ids, until: datetime, recent: timedelta, long: timedelta) -> dict[UUID, dict[str, int]]:
+    """``{system id: {"recent": n, "long": n, "open": n}}``: incidents of each system opened in
+    ``(until − window, until]`` and, of those opened up to ``until``, the ones still open at ``until``
+    (not resolved by then). One grouped query; not team-scoped (the prediction pass reads the estate)."""
+    rows = (
+        Incident.objects.filter(system_id__in=list(system_ids), opened_at__lte=until)
+        .filter(Q(opened_at__gt=until - long) | Q(resolved_at__isnull=True) | Q(resolved_at__gt=until))
+        .values("system_id")
+        .annotate(
+            recent=Count("id", filter=Q(opened_at__gt=until - recent)),
+            long=Count("id", filter=Q(opened_at__gt=until - long)),
+            open=Count("id", filter=Q(resolved_at__isnull=True) | Q(resolved_at__gt=until)),
+        )
+        .order_by()
+    )
+    return {row["system_id"]: {"recent": row["recent"], "long": row["long"], "open": row["open"]} for row in rows}
+
+
+def incidents_with_system() -> QuerySet[Incident]:
+    """Every incident attached to an AI system (an incident's onset, for prediction outcomes). Not scoped."""
+    return Incident.objects.filter(system__isnull=False)

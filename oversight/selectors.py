@@ -262,3 +262,124 @@ def oldest_unprocessed_batch_received_at() -> datetime | None:
         .values_list("received_at", flat=True)
         .first()
     )
+
+
+# --- predictive governance: windowed statistics and breaches of every system at once -------------------------
+@dataclass(frozen=True)
+class SignalWindowStats:
+    """One signal of one system over three sliding windows ending at ``until`` (short ⊂ day ⊂ long).
+
+    Counts and sums per window, the extremes of the day window, and the least-squares sums over the day and
+    short windows with x = hours from ``until`` (≤ 0), from which a caller derives levels, slopes and
+    their change (acceleration) without another query.
+    """
+
+    count_short: int
+    count_day: int
+    count_long: int
+    sum_short: float
+    sum_day: float
+    sum_long: float
+    max_day: float | None
+    min_day: float | None
+    severe_day: int  # events of severity critical or high in the day window
+    sx_day: float
+    sxy_day: float
+    sxx_day: float
+    sx_short: float
+    sxy_short: float
+    sxx_short: float
+
+
+def signal_window_stats(
+    *, system_ids: Iterable[UUID], until: datetime, short: timedelta, day: timedelta, long: timedelta
+) -> dict[tuple[UUID, str], SignalWindowStats]:
+    """``{(system id, signal): SignalWindowStats}`` of every signal with events in ``(until − long, until]``.
+
+    ONE grouped query over the ``(system, occurred_at)`` index whatever the number of systems and signals;
+    every window is a ``FILTER`` of the same scan (a ``CASE`` on databases without ``FILTER``). Nothing
+    after ``until`` is read. Not team-scoped: the prediction pass reads the whole estate.
+    """
+    from governance.sql import HoursFrom
+
+    ids = list(dict.fromkeys(system_ids))
+    if not ids:
+        return {}
+    in_short, in_day = Q(occurred_at__gt=until - short), Q(occurred_at__gt=until - day)
+    x = HoursFrom("occurred_at", until)
+    rows = (
+        EventRaw.objects.filter(system_id__in=ids, occurred_at__gt=until - long, occurred_at__lte=until)
+        .values("system_id", "signal")
+        .annotate(
+            count_short=Count("id", filter=in_short),
+            count_day=Count("id", filter=in_day),
+            count_long=Count("id"),
+            sum_short=Sum("value", filter=in_short),
+            sum_day=Sum("value", filter=in_day),
+            sum_long=Sum("value"),
+            max_day=Max("value", filter=in_day),
+            min_day=Min("value", filter=in_day),
+            severe_day=Count("id", filter=in_day & Q(severity__in=("critical", "high"))),
+            sx_day=Sum(x, filter=in_day),
+            sxy_day=Sum(x * F("value"), filter=in_day),
+            sxx_day=Sum(x * x, filter=in_day),
+            sx_short=Sum(x, filter=in_short),
+            sxy_short=Sum(x * F("value"), filter=in_short),
+            sxx_short=Sum(x * x, filter=in_short),
+        )
+        .order_by()
+    )
+    result = {}
+    for row in rows:
+        key = (as_uuid(row.pop("system_id")), row.pop("signal"))
+        result[key] = SignalWindowStats(
+            **{
+                name: (value if value is not None or name in ("max_day", "min_day") else 0)
+                for name, value in row.items()
+            }
+        )
+    return result
+
+
+def event_history_start(*, system_ids: Iterable[UUID], until: datetime) -> dict[UUID, datetime]:
+    """``{system id: occurred_at of its first event up to until}`` for systems with any; one query, one
+    index probe per system on ``(system, occurred_at)`` (no scan of the history)."""
+    first = EventRaw.objects.filter(system_id=OuterRef("pk"), occurred_at__lte=until).order_by("occurred_at")
+    rows = (
+        AISystem.objects.filter(pk__in=list(system_ids))
+        .annotate(first_event_at=Subquery(first.values("occurred_at")[:1]))
+        .values_list("pk", "first_event_at")
+    )
+    return {system_id: first_at for system_id, first_at in rows if first_at is not None}
+
+
+def warning_breach_q(thresholds: dict[str, dict]) -> Q:
+    """Events past their signal's *warning* level (direction-aware) among the signals of ``thresholds``
+    (a ``oversight.thresholds.<category>`` value or part of it). An empty mapping matches nothing."""
+    condition = Q(pk__in=[])
+    for signal, spec in thresholds.items():
+        if spec["direction"] == "below":
+            condition |= Q(signal=signal, value__lt=spec["warning"])
+        else:
+            condition |= Q(signal=signal, value__gt=spec["warning"])
+    return condition
+
+
+def warning_breach_events(*, thresholds_by_category: dict[str, dict[str, dict]]) -> QuerySet[EventRaw]:
+    """Every event past its warning level among the given ``{category: {signal: spec}}`` (the onset of a
+    drift or compliance risk, for the prediction outcomes and the backtest labels). Not team-scoped."""
+    condition = Q(pk__in=[])
+    for category, thresholds in thresholds_by_category.items():
+        condition |= Q(category=category) & warning_breach_q(thresholds)
+    return EventRaw.objects.filter(condition)
+
+
+def alert_counts(*, system_ids: Iterable[UUID], until: datetime, day: timedelta, long: timedelta) -> dict[UUID, dict]:
+    """``{system id: {"day": n, "long": n}}``: alerts that started firing in ``(until − window, until]``."""
+    rows = (
+        Alert.objects.filter(system_id__in=list(system_ids), detected_at__gt=until - long, detected_at__lte=until)
+        .values("system_id")
+        .annotate(day=Count("id", filter=Q(detected_at__gt=until - day)), long=Count("id"))
+        .order_by()
+    )
+    return {row["system_id"]: {"day": row["day"], "long": row["long"]} for row in rows}

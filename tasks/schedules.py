@@ -103,6 +103,21 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         expires_seconds=55,
     ),
     ScheduleSpec(
+        task="governance.predict",
+        every_seconds=900,
+        description="Predictive governance: drift, compliance and incident risk of every active AI system for "
+        "the current 15-minute slot; outcomes of matured predictions; retention purge.",
+        queue="predict",
+        expires_seconds=840,
+    ),
+    ScheduleSpec(
+        task="governance.predict_retrain",
+        every_seconds=86400,
+        description="Retrain the predictors on this installation's labelled prediction outcomes (when enough).",
+        queue="predict",
+        expires_seconds=3600,
+    ),
+    ScheduleSpec(
         task="tasks.function_metrics_rollup",
         every_seconds=3600,
         description="Roll function-metric windows older than raw_days into hourly rows; delete hourly rows past "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import factory
 from django.contrib.auth.models import Group
 from django.utils import timezone
@@ -142,7 +144,8 @@ class PredictiveGovernanceFactory(factory.django.DjangoModelFactory):
     confidence = 0.81
     predicted_timeframe_hours = 24
     factors = factory.LazyFunction(_default_factors)
-    as_of = factory.LazyFunction(timezone.now)
+    # Distinct even under a frozen clock: one prediction per system, type and as_of (prediction_one_per_slot).
+    as_of = factory.Sequence(lambda n: timezone.now() + timedelta(microseconds=n))
     model = None
     threshold = 0.5
     above_threshold = factory.LazyAttribute(lambda o: o.risk_score >= o.threshold)

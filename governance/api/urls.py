@@ -1,7 +1,7 @@
 from django.urls import re_path
 from rest_framework_simplejwt.views import TokenBlacklistView, TokenRefreshView
 
-from governance.api import deployments, gateway, policies, predictions, views
+from governance.api import demo, deployments, gateway, policies, predictions, views
 from governance.api.auth_views import TokenObtainView
 from governance.api.routers import OptionalSlashRouter
 
@@ -15,6 +15,7 @@ router.register("evaluation-runs", views.EvaluationRunViewSet, basename="evaluat
 router.register("audit", views.AuditLogViewSet, basename="auditlog")
 router.register("deployments", deployments.DeploymentViewSet, basename="deployment")
 router.register("predictions", predictions.PredictionViewSet, basename="prediction")
+router.register("demo/runs", demo.DemoRunViewSet, basename="demorun")
 router.register("policies", policies.PolicyViewSet, basename="policy")
 router.register(r"policies/(?P<policy_ref>[^/]+)/versions", policies.PolicyVersionViewSet, basename="policyversion")
 
@@ -29,6 +30,7 @@ urlpatterns = [
     re_path(r"^cicd/gate/?$", gateway.CICDGateView.as_view(), name="cicd_gate"),
     re_path(r"^policies/lint/?$", policies.PolicyLintView.as_view(), name="policy_lint"),
     re_path(r"^policies/schema/?$", policies.PolicySchemaView.as_view(), name="policy_schema"),
+    re_path(r"^demo/scenarios/?$", demo.DemoScenarioListView.as_view(), name="demo_scenarios"),
     # The router's routes come after: /policies/lint and /policies/schema are not policies named lint or schema.
     *router.urls,
 ]

@@ -3,6 +3,7 @@ from governance.models.audit import AuditLog, AuditVerification
 from governance.models.base import VigilModel
 from governance.models.capabilities import Capability, ControlAssessment, EvaluationRun
 from governance.models.changes import AuditedTransaction, GovernedChange
+from governance.models.demo import DemoRun, DemoScenario
 from governance.models.deployments import Deployment
 from governance.models.organization import AISystem, Team, User
 from governance.models.policies import ContentFormat, Policy, PolicyVersion, PolicyVersionImmutable
@@ -18,6 +19,8 @@ __all__ = [
     "Capability",
     "ContentFormat",
     "ControlAssessment",
+    "DemoRun",
+    "DemoScenario",
     "Deployment",
     "EvaluationRun",
     "GovernedChange",

@@ -76,6 +76,10 @@ class PredictiveGovernance(VigilModel):
         ordering = ["-as_of"]
         verbose_name = "prediction"
         verbose_name_plural = "predictions"
+        constraints = [
+            # One prediction per system, type and 15-minute slot: a re-run of the pass writes nothing new.
+            models.UniqueConstraint(fields=["system", "prediction_type", "as_of"], name="prediction_one_per_slot"),
+        ]
         indexes = [
             models.Index(fields=["system", "prediction_type", "-as_of"], name="prediction_system_type_recent"),
             models.Index(fields=["outcome", "as_of"], name="prediction_outcome_due"),

@@ -407,3 +407,28 @@ def incidents_seed(*, count: int = 218, seed: int = 42, now: datetime | None = N
         report.follow_ups = len(follow_ups)
         report.rca_complete = sum(1 for p in planned if p.rca == "complete")
     return report
+
+
+def incidents_record_history(*, incidents: list[dict]) -> int:
+    """Store incidents that opened and resolved in the past (a synthetic history with known onsets, for
+    the predictive-governance backtest and training): each dict names ``system`` (an AISystem),
+    ``title``, ``severity``, ``opened_at`` and ``resolved_at``. Written resolved, with no escalation, no
+    notification and no timeline (they are not happening now). Returns the incidents stored."""
+    rows = [
+        Incident(
+            title=item["title"][:300],
+            system=item["system"],
+            team_id=item["system"].team_id,
+            severity=item["severity"],
+            status=IncidentStatus.RESOLVED,
+            opened_at=item["opened_at"],
+            acknowledged_at=item["opened_at"],
+            resolved_at=item["resolved_at"],
+            last_activity_at=item["resolved_at"],
+            resolution_reason="historical",
+            description="Historical incident (synthetic history).",
+        )
+        for item in incidents
+    ]
+    Incident.objects.bulk_create(rows, batch_size=1000)
+    return len(rows)

@@ -222,3 +222,36 @@ def _resolve(ids: list, *, now: datetime, reason: str, actor: Any) -> int:
         Alert.objects.bulk_update(alerts, ["status", "resolved_at", "updated_at"])
         audit_record_many(entries=[_resolved_entry(alert, reason=reason, actor=actor) for alert in alerts])
     return len(alerts)
+
+
+def alerts_record_history(*, alerts: list[dict]) -> int:
+    """Store alerts that fired and resolved in the past (a synthetic history with known onsets): each dict
+    names ``rule`` (a detection rule's name), ``system_id``, ``severity``, ``category``, ``signal``,
+    ``first_event_at``, ``detected_at``, ``resolved_at`` and ``count``. Written resolved, never routed
+    (no incident, no review, no audit of a firing that is not happening now). Returns the alerts stored."""
+    import hashlib
+
+    rules = {rule.name: rule for rule in DetectionRule.objects.filter(name__in={a["rule"] for a in alerts})}
+    rows = [
+        Alert(
+            fingerprint=hashlib.sha256(
+                f"history:{a['rule']}:{a['system_id']}:{a['detected_at'].isoformat()}".encode()
+            ).hexdigest(),
+            rule=rules[a["rule"]],
+            system_id=a["system_id"],
+            status=AlertStatus.RESOLVED,
+            severity=a["severity"],
+            category=a["category"],
+            signal=a["signal"],
+            first_event_at=a["first_event_at"],
+            detected_at=a["detected_at"],
+            last_seen_at=a["detected_at"],
+            resolved_at=a["resolved_at"],
+            count=a["count"],
+            labels={"rule": a["rule"], "system": str(a["system_id"]), "signal": a["signal"]},
+            annotations={"historical": True},
+        )
+        for a in alerts
+    ]
+    Alert.objects.bulk_create(rows, batch_size=1000)
+    return len(rows)

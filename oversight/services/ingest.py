@@ -185,3 +185,29 @@ def _bulk_create_events(events: list[CleanEvent], *, batch_id: UUID, now: dateti
         batch_size=1000,
     )
     return EventRaw.objects.filter(batch_id=batch_id).count()
+
+
+def events_bulk_load(*, events: list[CleanEvent], now: datetime | None = None, chunk_size: int = 100_000) -> int:
+    """Store events that are already valid (a synthetic history with known onsets, a benchmark load) the
+    way ingest stores them — ``COPY`` on PostgreSQL, ``bulk_create`` elsewhere — in batches of
+    ``chunk_size``, each recorded as an ``IngestBatch`` that is already processed: detection does not run
+    over them (they are history, not news) and nothing is enqueued. One ``events.ingested`` audit entry per
+    batch (data ``historical: true``). Idempotent per ``event_id``. Returns the events stored."""
+    now = now or timezone.now()
+    stored = 0
+    with transaction.atomic():
+        for start in range(0, len(events), chunk_size):
+            chunk = events[start : start + chunk_size]
+            batch_id = uuid4()
+            accepted = _store_events(chunk, batch_id=batch_id, now=now)
+            batch = IngestBatch.objects.create(
+                id=batch_id, received_at=now, accepted=accepted, duplicates=len(chunk) - accepted,
+                processed_at=now, enqueue_count=0,
+            )  # fmt: skip
+            audit_record(
+                action=AuditAction.EVENTS_INGESTED,
+                target=batch,
+                data={"accepted": accepted, "duplicates": len(chunk) - accepted, "historical": True},
+            )
+            stored += accepted
+    return stored

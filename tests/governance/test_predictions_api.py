@@ -133,7 +133,7 @@ def test_since_above_threshold_and_outcome_filter(viewer, own_system, client_for
         system=own_system, as_of=now - timedelta(days=3), outcome=PredictionOutcome.OCCURRED
     )
     low = PredictiveGovernanceFactory(system=own_system, as_of=now - timedelta(hours=1), risk_score=0.1)
-    high = PredictiveGovernanceFactory(system=own_system, as_of=now - timedelta(hours=1), risk_score=0.9)
+    high = PredictiveGovernanceFactory(system=own_system, as_of=now - timedelta(minutes=45), risk_score=0.9)
     client = client_for(viewer)
 
     since = (now - timedelta(days=1)).isoformat()
