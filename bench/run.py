@@ -55,6 +55,7 @@ def main() -> None:
         bench_oversight,
         bench_policy_lint,
         bench_predictive,
+        bench_predictive_surface,
         bench_ratelimit,
     )
     from bench.harness import write_summary
@@ -67,6 +68,7 @@ def main() -> None:
     benchmarks["cicd_gate"] = bench_cicd_gate.run
     benchmarks["observability"] = bench_observability.run
     benchmarks["dashboard"] = bench_dashboard.run
+    benchmarks["predictive_surface"] = bench_predictive_surface.run
     benchmarks["predictive"] = bench_predictive.run
     benchmarks["predict_backtest"] = bench_predictive.run_backtest
     selected = sys.argv[1:] or list(benchmarks)

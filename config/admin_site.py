@@ -1,4 +1,4 @@
-"""Vigil's admin site: role-based access and the KPI scorecard on the home page."""
+"""Vigil's admin site: role-based access, the KPI scorecard and the predicted-risk badges on the home page."""
 
 from __future__ import annotations
 
@@ -26,7 +26,12 @@ class VigilAdminSite(AdminSite):
         return request.user.is_active and getattr(request.user, "is_human_operator", False)
 
     def index(self, request, extra_context=None):
+        from governance.selectors_predictive import predictive_dashboard
         from governance.services.kpis import kpi_report
 
-        extra_context = {**(extra_context or {}), "kpi_report": kpi_report()}
+        extra_context = {
+            **(extra_context or {}),
+            "kpi_report": kpi_report(),
+            "predictive": predictive_dashboard(user=request.user),
+        }
         return super().index(request, extra_context)

@@ -251,6 +251,8 @@ SPECTACULAR_SETTINGS = {
         "IncidentStatusEnum": "incidents.models.IncidentStatus",
         "FollowUpStatusEnum": "incidents.models.FollowUpStatus",
         "RegulatoryBasisEnum": "incidents.models.RegulatoryBasis",
+        "PredictionOutcomeEnum": "governance.choices.PredictionOutcome",
+        "PredictorSourceEnum": "governance.choices.PredictorSource",
         "DemoCategoryEnum": "governance.choices.DemoCategory",
     },
 }

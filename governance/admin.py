@@ -27,6 +27,7 @@ from governance.models import (
     Team,
     User,
 )
+from governance.selectors_predictive import system_predictions
 from governance.services import organization
 from governance.services.audit import audit_chain_verify_and_record, audit_record
 from governance.services.kpis import capability_statuses
@@ -109,6 +110,17 @@ class AISystemAdmin(AuditedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # telemetry and incidents refer to systems; deactivate instead
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # The system's predicted-risk badges, recent predictions and predicted-vs-actual (the change_form
+        # template override shows them under the form).
+        system = self.get_object(request, object_id)
+        if system is not None:
+            extra_context = {
+                **(extra_context or {}),
+                "predictions": system_predictions(user=request.user, system=system),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def _set_active(self, request, queryset, active: bool):
         changed = 0
@@ -312,5 +324,13 @@ class AuditVerificationAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
 
 
-# Registered from their own modules: caller activity, the governed-change log, Deployment and Policy admins.
-from governance import admin_activity, admin_changes, admin_demo, admin_deployments, admin_policies  # noqa: E402,F401
+# Registered from their own modules: caller activity, the governed-change log, demo runs, Deployment, Policy
+# and predictive-governance admins.
+from governance import (  # noqa: E402,F401
+    admin_activity,
+    admin_changes,
+    admin_demo,
+    admin_deployments,
+    admin_policies,
+    admin_predictive,
+)

@@ -7,7 +7,8 @@ from datetime import timedelta
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from governance.choices import AuditAction, RiskClass
+from config import registry
+from governance.choices import AuditAction, PredictionType, RiskClass
 from governance.models import (
     AISystem,
     AuditLog,
@@ -16,6 +17,11 @@ from governance.models import (
     Deployment,
     EvaluationRun,
     Policy,
+)
+from governance.selectors_predictive import (
+    latest_prediction_created_at,
+    predictor_models_active,
+    predictor_quality_problems,
 )
 from governance.services.endpoints import PUBLIC_ENDPOINTS, api_endpoints
 from governance.services.kpis import (
@@ -131,4 +137,35 @@ def policy_as_code_status() -> CapabilityStatus:
         ENFORCED,
         f"{active} active validated policies; {decisions} gate decisions in 30 days; "
         f"{circumvented} deployments the gate did not allow (each a security incident)",
+    )
+
+
+PREDICTION_MAX_AGE = timedelta(hours=1)  # four times the 15-minute prediction pass
+
+
+@capability_check("predictive_governance")
+def predictive_governance_status() -> CapabilityStatus:
+    """Enforced while predictions are being produced (the newest is < 1 h old) and the active drift-risk
+    model's measured quality meets ``governance.predictive.quality_floor`` (AUC at least, Brier at most)."""
+    predictive = registry.get("governance.predictive")
+    floor = predictive["quality_floor"]
+    problems = []
+    if not predictive["enabled"]:
+        problems.append("predictive governance is disabled (governance.predictive.enabled)")
+    latest = latest_prediction_created_at()
+    if latest is None:
+        problems.append("no prediction has been made yet")
+    elif latest < timezone.now() - PREDICTION_MAX_AGE:
+        problems.append(f"the newest prediction is older than 1 h ({latest:%Y-%m-%d %H:%M} UTC)")
+    model = predictor_models_active().get(PredictionType.DRIFT_RISK)
+    if model is None:
+        problems.append("no active drift risk model")
+    else:
+        problems += predictor_quality_problems(model=model, floor=floor)
+    if problems:
+        return CapabilityStatus(NOT_ENFORCED, "; ".join(problems))
+    return CapabilityStatus(
+        ENFORCED,
+        f"newest prediction {latest:%Y-%m-%d %H:%M} UTC; drift risk model v{model.version} AUC "
+        f"{model.metrics['auc']:.3f} ≥ {floor['auc']}, Brier {model.metrics['brier']:.3f} ≤ {floor['brier']}",
     )

@@ -15,6 +15,8 @@ class ReviewType(models.TextChoices):
     MODEL_CHANGE = "model_change", "Model change"
     POLICY_EXCEPTION = "policy_exception", "Policy exception"
     DATA_ACCESS = "data_access", "Data access"
+    # Opened by predictive governance when a forecast passes the review threshold, before any alert fires.
+    PROACTIVE_RISK = "proactive_risk", "Proactive risk review"
 
 
 class ReviewStatus(models.TextChoices):

@@ -10,7 +10,12 @@ from config import registry
 from governance.services.audit import audit_chain_verify_and_record
 from tasks import metrics
 from tasks.tasks import canary
-from tests.factories import ControlAssessmentFactory, EvaluationRunFactory
+from tests.factories import (
+    ControlAssessmentFactory,
+    EvaluationRunFactory,
+    PredictiveGovernanceFactory,
+    PredictorModelFactory,
+)
 
 REGISTERED = sorted(admin.site._registry, key=lambda model: model._meta.label)
 
@@ -20,6 +25,7 @@ def estate(db):
     """At least one row in every registered table."""
     ControlAssessmentFactory()
     EvaluationRunFactory()
+    PredictiveGovernanceFactory(model=PredictorModelFactory(), outcome="occurred")
     registry.set("oversight.correlation_window_seconds", 600, user=None, reason="admin page test")
     audit_chain_verify_and_record()
     canary.delay()
@@ -51,3 +57,4 @@ def test_admin_index_renders_the_scorecard_for_a_superuser(client, django_user_m
     assert response.status_code == 200
     assert b'id="vigil-kpis"' in response.content
     assert b'data-kpi="config_centralization"' in response.content
+    assert b'id="vigil-predicted-risk"' in response.content

@@ -1,7 +1,7 @@
 from django.urls import re_path
 from rest_framework_simplejwt.views import TokenBlacklistView, TokenRefreshView
 
-from governance.api import demo, deployments, gateway, policies, views
+from governance.api import demo, deployments, gateway, policies, predictions, views
 from governance.api.auth_views import TokenObtainView
 from governance.api.routers import OptionalSlashRouter
 
@@ -14,6 +14,7 @@ router.register("control-assessments", views.ControlAssessmentViewSet, basename=
 router.register("evaluation-runs", views.EvaluationRunViewSet, basename="evaluationrun")
 router.register("audit", views.AuditLogViewSet, basename="auditlog")
 router.register("deployments", deployments.DeploymentViewSet, basename="deployment")
+router.register("predictions", predictions.PredictionViewSet, basename="prediction")
 router.register("demo/runs", demo.DemoRunViewSet, basename="demorun")
 router.register("policies", policies.PolicyViewSet, basename="policy")
 router.register(r"policies/(?P<policy_ref>[^/]+)/versions", policies.PolicyVersionViewSet, basename="policyversion")
