@@ -20,6 +20,7 @@ from config import registry
 from governance.choices import AuditAction, PredictionOutcome, PredictionType, PredictorSource
 from governance.models import PredictiveGovernance, PredictorModel
 from governance.services.audit import audit_record
+from governance.services.predictions import predictor_model_activate
 from governance.services.predictive.backtest import backtest_run
 from governance.services.predictive.features import feature_table, features_for_type
 from governance.services.predictive.model import (
@@ -142,13 +143,8 @@ def _store(prediction_type: str, predictor: Predictor, metrics: dict, *, source:
                            "metrics": metrics})  # fmt: skip
         active = PredictorModel.objects.filter(prediction_type=prediction_type, is_active=True).first()
         if active is None or at_least_as_good(metrics, active.metrics):
-            if active is not None:
-                PredictorModel.objects.filter(pk=active.pk).update(is_active=False)
-            PredictorModel.objects.filter(pk=record.pk).update(is_active=True)
-            record.is_active = True
-            audit_record(action=AuditAction.PREDICTOR_ACTIVATED, target=record,
-                         data={"prediction_type": prediction_type, "version": version,
-                               "replaced_version": active.version if active else None})  # fmt: skip
+            predictor_model_activate(model=record, actor="system:predictive",
+                                     reason="trained version at least as good as the active one")  # fmt: skip
     logger.info("predictor trained prediction_type=%s version=%s source=%s active=%s auc=%s",
                 prediction_type, version, source, record.is_active, metrics.get("auc"))  # fmt: skip
     return record
