@@ -572,6 +572,7 @@ def predictions_step(ctx: DemoContext, params: dict[str, Any]) -> StepOutput:
     from governance.models import PredictorModel
     from governance.services.predictive import predictions_run, predictors_train
     from governance.services.predictive.history import estate_history_seed
+    from hitl.models import ReviewItem, ReviewStatus, ReviewType
 
     systems, _ = demo_seed.demo_estate_systems(actor="system:demo")
     history = estate_history_seed(systems=systems, days=int(params.get("days", 8)), seed=ctx.seed)
@@ -590,6 +591,9 @@ def predictions_step(ctx: DemoContext, params: dict[str, Any]) -> StepOutput:
             "predictions": result.predicted + result.already_predicted,
             "insufficient_data": len(result.insufficient_data),
             "above_threshold": sum(above.values()),
+            "proactive_reviews_pending": ReviewItem.objects.filter(
+                review_type=ReviewType.PROACTIVE_RISK, status=ReviewStatus.PENDING
+            ).count(),
         },
         measured={"drift_model_metrics": drift.metrics if drift else {}, "run": result.as_dict()},
         message=f"{result.predicted + result.already_predicted} predictions for {len(systems)} systems; "
