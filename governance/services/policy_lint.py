@@ -33,7 +33,7 @@ import yaml
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
-from governance.services import policy_format
+from governance.services import policy_format, policy_source
 
 __all__ = [
     "FINDING_CLASSES",
@@ -562,8 +562,7 @@ def _fmt(value: Any) -> str:
 @dataclass
 class _Parsed:
     data: Any
-    positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
-    key_positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    positions: policy_source.Positions = field(default_factory=policy_source.MappedPositions)
     findings: list[Finding] = field(default_factory=list)
     bad_paths: set[Path_] = field(default_factory=set)
 
@@ -592,14 +591,29 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
 
 
 def _parse_text(text: str, filename: str) -> _Parsed:
-    """YAML (a superset of JSON, so also JSON) → plain data and a JSON-path → (line, column) map."""
+    """YAML (a superset of JSON, so also JSON) → plain data and the (line, column) of any JSON path.
+
+    JSON and block-style YAML are read by the fast readers of ``policy_source`` (data at C speed or in one
+    pass, positions on demand); whatever they do not reproduce exactly goes through :func:`_read_nodes`."""
+    limits = {"max_nodes": MAX_NODES, "max_depth": MAX_DEPTH}
     if filename.lower().endswith(".json"):
         try:  # strict JSON first: its errors are the ones a JSON author expects
-            json.loads(text, parse_constant=_refuse_constant)
+            fast = policy_source.read_json(text, strict=True, **limits)
         except json.JSONDecodeError as exc:
             raise _Stop(_finding("syntax", f"invalid JSON: {exc.msg}", line=exc.lineno, column=exc.colno)) from exc
         except (ValueError, RecursionError) as exc:
             raise _Stop(_finding("syntax", f"invalid JSON: {exc}", line=1, column=1)) from exc
+    elif text.lstrip(" \n")[:1] in ("{", "["):
+        fast = policy_source.read_json(text, strict=False, **limits)
+    else:
+        fast = policy_source.read_block_yaml(text, **limits)
+    if fast is not None:
+        return _Parsed(data=fast.data, positions=fast.positions)
+    return _read_nodes(text)
+
+
+def _read_nodes(text: str) -> _Parsed:
+    """The complete reader: PyYAML's node graph, every node's position recorded, every oddity a finding."""
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
@@ -620,13 +634,10 @@ def _parse_text(text: str, filename: str) -> _Parsed:
         loader.dispose()
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def _from_nodes(root: yaml.Node, loader: Any, parsed: _Parsed) -> Any:
     """Build plain data from the node tree iteratively, recording positions; bounded in nodes and depth."""
     visited = 0
+    positions = parsed.positions
 
     def convert(node: yaml.Node, path: Path_) -> Any:
         nonlocal visited
@@ -634,7 +645,7 @@ def _from_nodes(root: yaml.Node, loader: Any, parsed: _Parsed) -> Any:
         if visited > MAX_NODES:
             raise _Stop(_finding("document-limit", f"the document has more than {MAX_NODES:,} nodes "
                                  "(anchors and aliases count each time they are used)", line=1, column=1))  # fmt: skip
-        parsed.positions[path] = _mark(node)
+        positions.values[path] = _mark(node)
         if len(path) > MAX_DEPTH:
             line, column = _mark(node)
             parsed.findings.append(_finding("document-limit", f"nested deeper than {MAX_DEPTH} levels; the value "
@@ -706,7 +717,7 @@ def _from_nodes(root: yaml.Node, loader: Any, parsed: _Parsed) -> Any:
                 parsed.bad_paths.add((*path, key))
             seen[key] = (line, column)
             child_path = (*path, key)
-            parsed.key_positions[child_path] = (line, column)
+            positions.keys[child_path] = (line, column)
             value = container_for(child, convert(child, child_path))
             if isinstance(value, dict | list):
                 stack.append((child, child_path, value))
@@ -947,14 +958,7 @@ class _Linter:
 
     # positions
     def where(self, path: Path_, *, key: bool = False) -> dict[str, Any]:
-        positions = self.parsed.positions
-        if key and path in self.parsed.key_positions:
-            line, column = self.parsed.key_positions[path]
-            return {"path": dotted(path), "line": line, "column": column}
-        probe = path
-        while probe not in positions and probe:
-            probe = probe[:-1]
-        line, column = positions.get(probe, (None, None))
+        line, column = self.parsed.positions.locate(path, key=key)
         return {"path": dotted(path), "line": line, "column": column}
 
     def location(self, rule: _Rule) -> Location:

@@ -1,0 +1,515 @@
+"""Reading policy text fast: the plain data in one cheap pass, each finding's line and column on demand.
+
+The linter's complete reader (``policy_lint._read_nodes``) composes PyYAML's node graph and records the position
+of every node; on a 1,000-rule policy that alone costs several times the whole lint budget. Most policies are
+written in a small, regular part of YAML (block mappings and sequences of one-line scalars) or are JSON, and
+for those two readers here give the same data at a fraction of the cost:
+
+* :func:`read_json` uses ``json.loads`` (C) for the data and a :class:`JsonPositions` that finds the offset of
+  a path in the text only when a finding asks for it (walking just the containers on that path, cached).
+* :func:`read_block_yaml` reads block-style YAML line by line, resolving plain scalars with PyYAML's own
+  resolver, and records each node's line and column as one int in a per-container list.
+
+Both answer ``None`` for anything outside what they reproduce exactly (flow collections, anchors, tags,
+multi-line or escaped scalars, duplicate keys, non-string keys, special numbers, over-deep or oversized
+documents, unusual characters …); the caller then falls back to the complete reader, which also produces
+the findings for those cases. Positions are 1-based (line, column) in code points, as libyaml reports them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from bisect import bisect_left
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import yaml
+
+Path_ = tuple[str | int, ...]
+Position = tuple[int | None, int | None]
+
+__all__ = ["MappedPositions", "Positions", "SourceRead", "read_block_yaml", "read_json"]
+
+
+class Positions(Protocol):
+    def locate(self, path: Path_, *, key: bool = False) -> Position:
+        """The (line, column) of the value at ``path`` or, when ``key`` and ``path`` ends in a mapping key, of
+        that key; a path that does not exist falls back to its longest existing prefix."""
+        ...
+
+
+@dataclass(frozen=True)
+class SourceRead:
+    data: Any
+    positions: Positions
+
+
+class MappedPositions:
+    """Positions recorded up front for every node (the complete reader), or none at all (a parsed document)."""
+
+    def __init__(
+        self,
+        values: dict[Path_, tuple[int, int]] | None = None,
+        keys: dict[Path_, tuple[int, int]] | None = None,
+    ):
+        self.values = values if values is not None else {}
+        self.keys = keys if keys is not None else {}
+
+    def locate(self, path: Path_, *, key: bool = False) -> Position:
+        if key and path in self.keys:
+            return self.keys[path]
+        probe = path
+        while probe not in self.values and probe:
+            probe = probe[:-1]
+        return self.values.get(probe, (None, None))
+
+
+# --- characters both fast readers refuse ------------------------------------------------------------------
+# Outside YAML's printable set (libyaml rejects them), line breaks other than \n and \r\n (YAML counts NEL, LS
+# and PS as breaks, JSON and Python lines do not), tabs (YAML rejects them in indentation) and the BOM.
+_ASCII_UNUSUAL = tuple(chr(code) for code in (*range(10), 11, 12, *range(14, 32), 127))
+_NON_ASCII = re.compile("[^\x00-\x7f]+")
+_UNUSUAL = re.compile("[^\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+
+
+def _plain_text(text: str) -> str | None:
+    """``text`` with CRLF line ends made LF (lines and columns stay the same), or None if it holds a character
+    the fast readers do not handle."""
+    if any(character in text for character in _ASCII_UNUSUAL):
+        return None
+    if not text.isascii() and _UNUSUAL.search("".join(_NON_ASCII.findall(text))):
+        return None
+    if "\r" in text:
+        if text.count("\r") != text.count("\r\n"):
+            return None
+        return text.replace("\r\n", "\n")
+    return text
+
+
+# --- JSON ---------------------------------------------------------------------------------------------------
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_INNERMOST = re.compile(rb"\[\]|\{\}")
+# Everything but what delimits strings and values: what is left of a text is its structure.
+_NOT_STRUCTURE = bytes(code for code in range(256) if chr(code) not in '[]{}",:')
+_NOT_BRACKET = b",:"
+# YAML 1.1 reads a number with an exponent as a float only with a dot and a signed exponent (1.0e+5); 1e5 or
+# 1.0e5 would be strings there, so JSON texts holding them go to the complete reader.
+_YAML_FLOAT = re.compile(r"-?[0-9]+\.[0-9]*(?:[eE][-+][0-9]+)?")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abAB]")
+_KEY_FAR_FROM_COLON = re.compile(r'"(?: *\n[ \n]*| {100,}):')
+_MAX_KEY_LENGTH = 150  # libyaml drops a simple key on another line or over 1,024 characters before its ':'
+
+
+def read_json(text: str, *, max_nodes: int, max_depth: int, strict: bool) -> SourceRead | None:
+    """JSON text → data (``json.loads``) and lazy positions, or None when only the complete reader gives the
+    linter's exact answer. ``strict``: ``json.loads`` errors propagate (``JSONDecodeError``, ``ValueError`` for
+    NaN/Infinity, ``RecursionError``), otherwise they answer None."""
+    unlike_yaml: list[bool] = []
+    keys: set[str] = set()
+
+    def mapping(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result = dict(pairs)
+        if len(result) != len(pairs):
+            unlike_yaml.append(True)  # a duplicate key: the complete reader reports it
+        keys.update(result)
+        return result
+
+    def number(literal: str) -> float:
+        if not _YAML_FLOAT.fullmatch(literal):
+            unlike_yaml.append(True)
+        return float(literal)
+
+    try:
+        data = json.loads(text, object_pairs_hook=mapping, parse_float=number, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        if strict:
+            raise
+        return None
+    if unlike_yaml or any(len(key) > _MAX_KEY_LENGTH for key in keys):
+        return None
+    plain = _plain_text(text)
+    if plain is None or _KEY_FAR_FROM_COLON.search(plain):
+        return None
+    if "\\" in plain:
+        if _SURROGATE_ESCAPE.search(plain):
+            return None  # YAML keeps an escaped surrogate pair as two code points, JSON joins them
+        unescaped = plain.replace("\\\\", "").replace('\\"', "")
+    else:
+        unescaped = plain
+    structure = b"".join(unescaped.encode().translate(None, _NOT_STRUCTURE).split(b'"')[::2])
+    # Every value but the root follows a '[', ',' or ':': a bound on the node count.
+    if 1 + structure.count(b"[") + structure.count(b",") + structure.count(b":") > max_nodes:
+        return None
+    if _nesting(structure.translate(None, _NOT_BRACKET)) > max_depth:
+        return None
+    return SourceRead(data, JsonPositions(plain, data))
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _nesting(brackets: bytes) -> int:
+    """How deep ``[]{}`` nest (each pass removes the innermost pairs: one pass per level)."""
+    depth = 0
+    while brackets:
+        reduced = _INNERMOST.sub(b"", brackets)
+        if len(reduced) == len(brackets):
+            return 1 << 30  # unbalanced: cannot happen for text json.loads accepted
+        brackets, depth = reduced, depth + 1
+    return depth
+
+
+class _Lines:
+    """Offset → 1-based (line, column), the newline index built on first use."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self._breaks: list[int] | None = None
+
+    def position(self, offset: int) -> tuple[int, int]:
+        if self._breaks is None:
+            self._breaks = [match.start() for match in re.finditer("\n", self.text)]
+        line = bisect_left(self._breaks, offset)
+        start = self._breaks[line - 1] + 1 if line else 0
+        return line + 1, offset - start + 1
+
+
+class JsonPositions:
+    """Finds a path in JSON text on demand. Each container on the way is scanned once, and only as far as the
+    child asked for (earlier siblings are skipped with the C scanner); the offsets found are kept."""
+
+    def __init__(self, text: str, data: Any):
+        self.text = text
+        self.data = data
+        self.lines = _Lines(text)
+        self.root = _WHITESPACE.match(text).end()
+        self._scan_once = json.JSONDecoder().scan_once
+        # id(container) → [offsets found so far ((key, value) pairs for objects), where scanning resumes]
+        self._children: dict[int, list[Any]] = {}
+
+    def locate(self, path: Path_, *, key: bool = False) -> Position:
+        container, offset, key_offset = self.data, self.root, None
+        for depth, part in enumerate(path):
+            found = self._child(container, offset, part)
+            if found is None:
+                break
+            child_key, offset = found
+            container = container[part]
+            if depth == len(path) - 1:
+                key_offset = child_key
+        else:
+            if key and key_offset is not None:
+                return self.lines.position(key_offset)
+        return self.lines.position(offset)
+
+    def _child(self, container: Any, offset: int, part: str | int) -> tuple[int | None, int] | None:
+        if isinstance(container, dict):
+            if not isinstance(part, str) or part not in container:
+                return None
+            wanted = list(container).index(part)
+        elif isinstance(container, list):
+            if not isinstance(part, int) or not 0 <= part < len(container):
+                return None
+            wanted = part
+        else:
+            return None
+        state = self._children.setdefault(id(container), [[], offset + 1])
+        found, resume = state
+        text, skip = self.text, _WHITESPACE.match
+        while len(found) <= wanted:
+            resume = skip(text, resume).end()
+            if text[resume] == ",":
+                resume = skip(text, resume + 1).end()
+            key_offset = None
+            if isinstance(container, dict):
+                key_offset = resume
+                _, resume = json.decoder.scanstring(text, resume + 1)
+                resume = skip(text, skip(text, resume).end() + 1).end()  # past the ':'
+            found.append((key_offset, resume))
+            _, resume = self._scan_once(text, resume)
+        state[1] = resume
+        return found[wanted]
+
+
+# --- block YAML -----------------------------------------------------------------------------------------------
+# One line: indentation, "-" and its spaces, a plain key, ":" and its spaces, the rest (value or comment).
+_LINE = re.compile(r"( *)(?:(-)( +|(?=\n)))?(?:([A-Za-z_][A-Za-z0-9_./-]*)(:(?: +|(?=\n))))?(.*)\n")
+_INDICATORS = frozenset(",[]{}#&*!|>%@`")
+_CONTINUATION_INDICATORS = frozenset(",[]{}#&*!|>%@`-?:'\"")
+_DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
+_RESOLVER = yaml.resolver.Resolver()  # the resolver CSafeLoader uses: the same implicit types
+_STR, _INT, _FLOAT = "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_BOOL, _NULL = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"
+_BOOL_VALUES = yaml.constructor.SafeConstructor.bool_values
+_LINE_SHIFT = 20  # a position is line << 20 | column: a 1 MB document has no longer line
+_MISSING = object()
+
+
+class _Unsupported(Exception):
+    """The text leaves the subset this reader reproduces exactly."""
+
+
+def _plain_scalar(text: str) -> Any:
+    """A plain scalar as PyYAML's SafeLoader constructs it (only the types it constructs identically here)."""
+    if ": " in text or text.endswith(":"):
+        raise _Unsupported  # a mapping where a scalar was expected
+    tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))
+    if tag == _STR:
+        return text
+    if tag == _INT and _DECIMAL.fullmatch(text):
+        return int(text)
+    if tag == _FLOAT and "_" not in text and ":" not in text and not text.lstrip("+-").startswith("."):
+        return float(text)
+    if tag == _BOOL:
+        return _BOOL_VALUES[text.lower()]
+    if tag == _NULL and text:
+        return None
+    raise _Unsupported  # timestamps, octal/hex/sexagesimal ints, .inf/.nan, merge keys, empty values …
+
+
+def _after_quote(rest: str, end: int) -> None:
+    tail = rest[end + 1 :]
+    if tail.strip(" ") and not (tail[0] == " " and tail.lstrip(" ").startswith("#")):
+        raise _Unsupported
+
+
+def _closing_quote(text: str, quote: str, start: int) -> int:
+    """Where the quoted scalar in ``text`` ends (-1: not on this line); '' is an escaped ' in single quotes."""
+    end = text.find(quote, start)
+    if quote == "'":
+        while end != -1 and text.startswith("'", end + 1):
+            end = text.find("'", end + 2)
+    return end
+
+
+class _Continues(Exception):
+    """A quoted scalar goes on over the following lines."""
+
+
+class _EmptyCollection:
+    """``[]`` or ``{}`` as a value: a new container each time it occurs."""
+
+    def __init__(self, make: type):
+        self.make = make
+
+
+_EMPTY_LIST, _EMPTY_DICT = _EmptyCollection(list), _EmptyCollection(dict)
+
+
+def _scalar(rest: str) -> Any:
+    """The value of a one-line scalar (with any trailing comment)."""
+    first = rest[0]
+    if first in "'\"":
+        if first == '"' and "\\" in rest:
+            raise _Unsupported  # escapes
+        end = _closing_quote(rest, first, 1)
+        if end == -1:
+            raise _Continues
+        _after_quote(rest, end)
+        return rest[1:end].replace("''", "'") if first == "'" else rest[1:end]
+    if first in "[{":
+        comment = rest.find(" #")
+        flow = (rest if comment == -1 else rest[:comment]).rstrip(" ")
+        if flow in ("[]", "{}"):
+            return _EMPTY_LIST if flow == "[]" else _EMPTY_DICT
+        raise _Unsupported  # a flow collection
+    if first in _INDICATORS or (first in "-?:" and rest[1:2] in ("", " ")):
+        raise _Unsupported
+    comment = rest.find(" #")
+    return _plain_scalar((rest if comment == -1 else rest[:comment]).rstrip(" "))
+
+
+def _quoted_lines(rest: str, rows: Iterator[tuple[str, ...]], block_column: int) -> tuple[str, int]:
+    """A quoted scalar that starts in ``rest`` and goes on over the next rows, folded as YAML folds it: a line
+    break is a space, each empty line a newline, spaces around breaks dropped. Returns it and the rows read."""
+    quote = rest[0]
+    pieces = [rest[1:].rstrip(" ")]
+    empty_lines = 0
+    for count, row in enumerate(rows, 1):
+        text = "".join(row[:-1]) if row[-1] == "\n" else "".join(row)
+        content = text.lstrip(" ")
+        if not content.strip(" "):
+            empty_lines += 1
+            continue
+        if len(text) - len(content) <= block_column or (quote == '"' and "\\" in content):
+            raise _Unsupported
+        pieces.append("\n" * empty_lines if empty_lines else " ")
+        empty_lines = 0
+        end = _closing_quote(content, quote, 0)
+        if end == -1:
+            pieces.append(content.rstrip(" "))
+            continue
+        _after_quote(content, end)
+        pieces.append(content[:end])
+        value = "".join(pieces)
+        return (value.replace("''", "'") if quote == "'" else value), count
+    raise _Unsupported  # the text ends inside the quotes
+
+
+def read_block_yaml(text: str, *, max_nodes: int, max_depth: int) -> SourceRead | None:
+    """Block-style YAML (mappings and sequences of plain or quoted scalars without escapes, ``[]``, ``{}``,
+    comments, one leading ``---``) → the data CSafeLoader gives and every node's position; None for anything
+    else."""
+    plain = _plain_text(text)
+    if plain is None:
+        return None
+    try:
+        return _read_block_yaml(plain if plain.endswith("\n") else plain + "\n", max_nodes, max_depth)
+    except _Unsupported:
+        return None
+
+
+def _read_block_yaml(text: str, max_nodes: int, max_depth: int) -> SourceRead:
+    spans: dict[int, list[int]] = {}  # id(container) → positions of its children ((key, value) pairs for dicts)
+    frames: list[tuple[int, Any, list[int]]] = []  # open containers: (indentation, container, its spans)
+    scalars: dict[str, Any] = {}  # the rest of a line → its value (most values repeat)
+    string_keys: dict[str, bool] = {}
+    root: Any = None
+    root_position = 0
+    pending: tuple[dict, str, int, list[int], int] | None = None  # a "key:" whose value starts on a later line
+    # The last value if it is a plain scalar that more-indented lines may continue: [container, key or index,
+    # text so far, the block's column]; and how many empty lines followed it.
+    plain: list[Any] | None = None
+    empty_lines = 0
+    nodes = 1
+    marker_allowed = True
+    line = 0
+    rows = iter(_LINE.findall(text))
+    for indentation, dash, dash_spaces, key, colon, rest in rows:
+        line += 1
+        if not dash and not key:
+            if not rest:
+                empty_lines += 1
+                continue
+            if rest[0] == "#":
+                plain = None  # a comment ends a plain scalar
+                continue
+            if plain is not None and len(indentation) > plain[3] and rest[0] not in _CONTINUATION_INDICATORS:
+                comment = rest.find(" #")
+                plain[2] += ("\n" * empty_lines if empty_lines else " ") + (rest if comment == -1 else rest[:comment])
+                plain[2] = plain[2].rstrip(" ")
+                plain[0][plain[1]] = _plain_scalar(plain[2])
+                empty_lines = 0
+                if comment != -1:
+                    plain = None
+                continue
+            if not indentation and marker_allowed and root is None and rest.rstrip(" ") == "---":
+                marker_allowed = False
+                continue
+            raise _Unsupported  # a root scalar, a flow collection, "...", a directive …
+        marker_allowed = False
+        plain = None
+        empty_lines = 0
+        column = len(indentation)
+        if len(frames) >= max_depth - 2:
+            raise _Unsupported
+        if root is None:
+            root = [] if dash else {}
+            root_position = line << _LINE_SHIFT | (column + 1)
+            spans[id(root)] = root_spans = []
+            frames.append((column, root, root_spans))
+        elif pending is not None:
+            parent, parent_key, key_position, parent_spans, parent_column = pending
+            pending = None
+            if dash and column >= parent_column:  # a sequence, indented or not
+                child: Any = []
+            elif not dash and column > parent_column:
+                child = {}
+            else:
+                raise _Unsupported  # an empty value (null)
+            parent[parent_key] = child
+            parent_spans += (key_position, line << _LINE_SHIFT | (column + 1))
+            spans[id(child)] = child_spans = []
+            frames.append((column, child, child_spans))
+        else:
+            while frames and frames[-1][0] > column:
+                frames.pop()
+            if not dash and frames and frames[-1][0] == column and type(frames[-1][1]) is list:
+                frames.pop()  # a key after an indentless sequence: back to its mapping
+            if not frames or frames[-1][0] != column or (type(frames[-1][1]) is list) != bool(dash):
+                raise _Unsupported
+        block_column, container, container_spans = frames[-1]
+        nodes += 1
+        if dash:
+            column += 1 + len(dash_spaces)
+            if not key:
+                if not rest or rest[0] == "#":
+                    raise _Unsupported  # an item on the following lines, or null
+                slot: str | int = len(container)
+                container.append(None)
+                container_spans.append(line << _LINE_SHIFT | (column + 1))
+            else:
+                item: dict[str, Any] = {}
+                container.append(item)
+                container_spans.append(line << _LINE_SHIFT | (column + 1))
+                spans[id(item)] = container_spans = []
+                frames.append((column, item, container_spans))
+                block_column, container = column, item
+                nodes += 1
+        if key:
+            if key in container:
+                raise _Unsupported  # a duplicate key: the complete reader reports it
+            is_string = string_keys.get(key)
+            if is_string is None:
+                is_string = string_keys[key] = _RESOLVER.resolve(yaml.ScalarNode, key, (True, False)) == _STR
+            if not is_string:
+                raise _Unsupported  # yes:, null:, true: … are not string keys
+            key_position = line << _LINE_SHIFT | (column + 1)
+            if not rest or rest[0] == "#":
+                container[key] = None  # keeps the key's place; the next line brings the value
+                pending = (container, key, key_position, container_spans, column)
+                continue
+            slot = key
+            column += len(key) + len(colon)
+            container_spans += (key_position, line << _LINE_SHIFT | (column + 1))
+        value = scalars.get(rest, _MISSING)
+        if value is _MISSING:
+            try:
+                value = scalars[rest] = _scalar(rest)
+            except _Continues:
+                value, read = _quoted_lines(rest, rows, block_column)
+                line += read
+        if type(value) is _EmptyCollection:
+            value = value.make()
+            spans[id(value)] = []
+        elif rest[0] not in "'\"" and " #" not in rest:
+            plain = [container, slot, rest.rstrip(" "), block_column]
+        container[slot] = value
+    if pending is not None or root is None or nodes > max_nodes:
+        raise _Unsupported
+    return SourceRead(root, BlockYamlPositions(root, root_position, spans))
+
+
+class BlockYamlPositions:
+    """Positions recorded by :func:`read_block_yaml`, looked up along the path through the data."""
+
+    def __init__(self, data: Any, root: int, spans: dict[int, list[int]]):
+        self.data = data
+        self.root = root
+        self.spans = spans
+
+    def locate(self, path: Path_, *, key: bool = False) -> Position:
+        container, position, key_position = self.data, self.root, None
+        for depth, part in enumerate(path):
+            if isinstance(container, dict) and isinstance(part, str) and part in container:
+                index = list(container).index(part)
+                pair = self.spans[id(container)][2 * index : 2 * index + 2]
+                if depth == len(path) - 1:
+                    key_position = pair[0]
+                position = pair[1]
+            elif isinstance(container, list) and isinstance(part, int) and 0 <= part < len(container):
+                position = self.spans[id(container)][part]
+            else:
+                break
+            container = container[part]
+        else:
+            if key and key_position is not None:
+                return _decode(key_position)
+        return _decode(position)
+
+
+def _decode(position: int) -> tuple[int, int]:
+    return position >> _LINE_SHIFT, position & ((1 << _LINE_SHIFT) - 1)
