@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import re
-from bisect import bisect_left
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, Protocol
 
 import yaml
@@ -163,18 +164,17 @@ def _nesting(brackets: bytes) -> int:
 
 
 class _Lines:
-    """Offset → 1-based (line, column), the newline index built on first use."""
+    """Offset → 1-based (line, column); the line index is built on first use."""
 
     def __init__(self, text: str):
         self.text = text
-        self._breaks: list[int] | None = None
+        self._ends: list[int] | None = None  # offset just past each line's newline
 
     def position(self, offset: int) -> tuple[int, int]:
-        if self._breaks is None:
-            self._breaks = [match.start() for match in re.finditer("\n", self.text)]
-        line = bisect_left(self._breaks, offset)
-        start = self._breaks[line - 1] + 1 if line else 0
-        return line + 1, offset - start + 1
+        if self._ends is None:
+            self._ends = list(accumulate(map((1).__add__, map(len, self.text.split("\n")))))
+        line = bisect_right(self._ends, offset)
+        return line + 1, offset - (self._ends[line - 1] if line else 0) + 1
 
 
 class JsonPositions:
@@ -187,8 +187,8 @@ class JsonPositions:
         self.lines = _Lines(text)
         self.root = _WHITESPACE.match(text).end()
         self._scan_once = json.JSONDecoder().scan_once
-        # id(container) → [offsets found so far ((key, value) pairs for objects), where scanning resumes]
-        self._children: dict[int, list[Any]] = {}
+        # id(container) → (key and value offsets of the children found so far, where its last value starts)
+        self._children: dict[int, list[tuple[int | None, int]]] = {}
 
     def locate(self, path: Path_, *, key: bool = False) -> Position:
         container, offset, key_offset = self.data, self.root, None
@@ -216,21 +216,20 @@ class JsonPositions:
             wanted = part
         else:
             return None
-        state = self._children.setdefault(id(container), [[], offset + 1])
-        found, resume = state
+        found = self._children.setdefault(id(container), [])
         text, skip = self.text, _WHITESPACE.match
         while len(found) <= wanted:
-            resume = skip(text, resume).end()
-            if text[resume] == ",":
-                resume = skip(text, resume + 1).end()
+            if found:  # past the previous child's value and its ','
+                _, after = self._scan_once(text, found[-1][1])
+                position = skip(text, skip(text, after).end() + 1).end()
+            else:  # past the '[' or '{'
+                position = skip(text, offset + 1).end()
             key_offset = None
             if isinstance(container, dict):
-                key_offset = resume
-                _, resume = json.decoder.scanstring(text, resume + 1)
-                resume = skip(text, skip(text, resume).end() + 1).end()  # past the ':'
-            found.append((key_offset, resume))
-            _, resume = self._scan_once(text, resume)
-        state[1] = resume
+                key_offset = position
+                _, after_key = json.decoder.scanstring(text, position + 1)
+                position = skip(text, skip(text, after_key).end() + 1).end()  # past the ':'
+            found.append((key_offset, position))
         return found[wanted]
 
 
@@ -364,17 +363,22 @@ def read_block_yaml(text: str, *, max_nodes: int, max_depth: int) -> SourceRead 
 
 def _read_block_yaml(text: str, max_nodes: int, max_depth: int) -> SourceRead:
     spans: dict[int, list[int]] = {}  # id(container) → positions of its children ((key, value) pairs for dicts)
-    frames: list[tuple[int, Any, list[int]]] = []  # open containers: (indentation, container, its spans)
+    frames: list[tuple[int, Any, list[int], bool]] = []  # open containers: (column, container, spans, is a list)
     scalars: dict[str, Any] = {}  # the rest of a line → its value (most values repeat)
     string_keys: dict[str, bool] = {}
     root: Any = None
     root_position = 0
     pending: tuple[dict, str, int, list[int], int] | None = None  # a "key:" whose value starts on a later line
-    # The last value if it is a plain scalar that more-indented lines may continue: [container, key or index,
-    # text so far, the block's column]; and how many empty lines followed it.
-    plain: list[Any] | None = None
+    # The last scalar value, which more-indented lines continue if it is plain: where it is, its text, the
+    # column of its block; and how many empty lines followed it.
+    last_container: Any = None
+    last_slot: str | int = 0
+    last_text = ""
+    last_column = 0
     empty_lines = 0
     nodes = 1
+    deepest = max_depth - 2
+    shift = _LINE_SHIFT
     marker_allowed = True
     line = 0
     rows = iter(_LINE.findall(text))
@@ -383,34 +387,24 @@ def _read_block_yaml(text: str, max_nodes: int, max_depth: int) -> SourceRead:
         if not dash and not key:
             if not rest:
                 empty_lines += 1
-                continue
-            if rest[0] == "#":
-                plain = None  # a comment ends a plain scalar
-                continue
-            if plain is not None and len(indentation) > plain[3] and rest[0] not in _CONTINUATION_INDICATORS:
-                comment = rest.find(" #")
-                plain[2] += ("\n" * empty_lines if empty_lines else " ") + (rest if comment == -1 else rest[:comment])
-                plain[2] = plain[2].rstrip(" ")
-                plain[0][plain[1]] = _plain_scalar(plain[2])
+            elif rest[0] == "#":
+                last_container = None  # a comment ends a plain scalar
+            elif last_container is not None and len(indentation) > last_column:
+                last_text = _continue_plain(last_text, rest, empty_lines)
+                last_container[last_slot] = _plain_scalar(last_text)
                 empty_lines = 0
-                if comment != -1:
-                    plain = None
-                continue
-            if not indentation and marker_allowed and root is None and rest.rstrip(" ") == "---":
+            elif not indentation and marker_allowed and root is None and rest.rstrip(" ") == "---":
                 marker_allowed = False
-                continue
-            raise _Unsupported  # a root scalar, a flow collection, "...", a directive …
+            else:
+                raise _Unsupported  # a root scalar, a flow collection, "...", a directive …
+            continue
         marker_allowed = False
-        plain = None
-        empty_lines = 0
         column = len(indentation)
-        if len(frames) >= max_depth - 2:
-            raise _Unsupported
         if root is None:
             root = [] if dash else {}
-            root_position = line << _LINE_SHIFT | (column + 1)
+            root_position = line << shift | (column + 1)
             spans[id(root)] = root_spans = []
-            frames.append((column, root, root_spans))
+            frames.append((column, root, root_spans, bool(dash)))
         elif pending is not None:
             parent, parent_key, key_position, parent_spans, parent_column = pending
             pending = None
@@ -421,34 +415,43 @@ def _read_block_yaml(text: str, max_nodes: int, max_depth: int) -> SourceRead:
             else:
                 raise _Unsupported  # an empty value (null)
             parent[parent_key] = child
-            parent_spans += (key_position, line << _LINE_SHIFT | (column + 1))
+            parent_spans += (key_position, line << shift | (column + 1))
             spans[id(child)] = child_spans = []
-            frames.append((column, child, child_spans))
-        else:
-            while frames and frames[-1][0] > column:
-                frames.pop()
-            if not dash and frames and frames[-1][0] == column and type(frames[-1][1]) is list:
-                frames.pop()  # a key after an indentless sequence: back to its mapping
-            if not frames or frames[-1][0] != column or (type(frames[-1][1]) is list) != bool(dash):
+            frames.append((column, child, child_spans, bool(dash)))
+            if len(frames) > deepest:
                 raise _Unsupported
-        block_column, container, container_spans = frames[-1]
+        else:
+            while frames[-1][0] > column:
+                frames.pop()
+                if not frames:
+                    raise _Unsupported
+            if not dash and frames[-1][3] and frames[-1][0] == column:
+                frames.pop()  # a key after an indentless sequence: back to its mapping
+                if not frames:
+                    raise _Unsupported
+        block_column, container, container_spans, is_list = frames[-1]
+        if block_column != column or is_list != bool(dash):
+            raise _Unsupported
         nodes += 1
+        empty_lines = 0
         if dash:
             column += 1 + len(dash_spaces)
-            if not key:
+            if key:
+                item: dict[str, Any] = {}
+                container.append(item)
+                container_spans.append(line << shift | (column + 1))
+                spans[id(item)] = container_spans = []
+                frames.append((column, item, container_spans, False))
+                if len(frames) > deepest:
+                    raise _Unsupported
+                block_column, container = column, item
+                nodes += 1
+            else:
                 if not rest or rest[0] == "#":
                     raise _Unsupported  # an item on the following lines, or null
                 slot: str | int = len(container)
                 container.append(None)
-                container_spans.append(line << _LINE_SHIFT | (column + 1))
-            else:
-                item: dict[str, Any] = {}
-                container.append(item)
-                container_spans.append(line << _LINE_SHIFT | (column + 1))
-                spans[id(item)] = container_spans = []
-                frames.append((column, item, container_spans))
-                block_column, container = column, item
-                nodes += 1
+                container_spans.append(line << shift | (column + 1))
         if key:
             if key in container:
                 raise _Unsupported  # a duplicate key: the complete reader reports it
@@ -457,14 +460,13 @@ def _read_block_yaml(text: str, max_nodes: int, max_depth: int) -> SourceRead:
                 is_string = string_keys[key] = _RESOLVER.resolve(yaml.ScalarNode, key, (True, False)) == _STR
             if not is_string:
                 raise _Unsupported  # yes:, null:, true: … are not string keys
-            key_position = line << _LINE_SHIFT | (column + 1)
             if not rest or rest[0] == "#":
                 container[key] = None  # keeps the key's place; the next line brings the value
-                pending = (container, key, key_position, container_spans, column)
+                pending = (container, key, line << shift | (column + 1), container_spans, column)
+                last_container = None
                 continue
+            container_spans += (line << shift | (column + 1), line << shift | (column + len(key) + len(colon) + 1))
             slot = key
-            column += len(key) + len(colon)
-            container_spans += (key_position, line << _LINE_SHIFT | (column + 1))
         value = scalars.get(rest, _MISSING)
         if value is _MISSING:
             try:
@@ -475,12 +477,22 @@ def _read_block_yaml(text: str, max_nodes: int, max_depth: int) -> SourceRead:
         if type(value) is _EmptyCollection:
             value = value.make()
             spans[id(value)] = []
-        elif rest[0] not in "'\"" and " #" not in rest:
-            plain = [container, slot, rest.rstrip(" "), block_column]
         container[slot] = value
+        last_container, last_slot, last_text, last_column = container, slot, rest, block_column
     if pending is not None or root is None or nodes > max_nodes:
         raise _Unsupported
     return SourceRead(root, BlockYamlPositions(root, root_position, spans))
+
+
+def _continue_plain(text: str, rest: str, empty_lines: int) -> str:
+    """A plain scalar ``text`` continued by the line ``rest`` after ``empty_lines`` empty lines (folded: one
+    break is a space, each empty line a newline). Anything but a plain scalar cannot continue."""
+    if text[0] in _CONTINUATION_INDICATORS or " #" in text or rest[0] in _CONTINUATION_INDICATORS:
+        raise _Unsupported
+    comment = rest.find(" #")
+    if comment != -1:
+        raise _Unsupported  # a comment ends the scalar; what follows it would be an error
+    return text.rstrip(" ") + ("\n" * empty_lines if empty_lines else " ") + rest.rstrip(" ")
 
 
 class BlockYamlPositions:
