@@ -235,7 +235,12 @@ class JsonPositions:
 
 # --- block YAML -----------------------------------------------------------------------------------------------
 # One line: indentation, "-" and its spaces, a plain key, ":" and its spaces, the rest (value or comment).
-_LINE = re.compile(r"( *)(?:(-)( +|(?=\n)))?(?:([A-Za-z_][A-Za-z0-9_./-]*)(:(?: +|(?=\n))))?(.*)\n")
+_LINE = re.compile(
+    r"( *)(?:(-)( +|(?=\n)))?"
+    r"""(?:([A-Za-z_][A-Za-z0-9_./-]*|'(?:[^'\n]|'')*'|"[^"\\\n]*")(:(?: +|(?=\n))))?"""
+    r"(.*)\n"
+)
+_MAX_KEY_LENGTH_YAML = 1_000  # libyaml wants a simple key's ':' within 1,024 characters of its start
 _INDICATORS = frozenset(",[]{}#&*!|>%@`")
 _CONTINUATION_INDICATORS = frozenset(",[]{}#&*!|>%@`-?:'\"")
 _DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
@@ -267,6 +272,19 @@ def _plain_scalar(text: str) -> Any:
     if tag == _NULL and text:
         return None
     raise _Unsupported  # timestamps, octal/hex/sexagesimal ints, .inf/.nan, merge keys, empty values …
+
+
+def _key_name(written: str) -> str:
+    """The string a mapping key is; anything else (``yes``, ``null``, ``1`` unquoted) is not supported."""
+    if len(written) > _MAX_KEY_LENGTH_YAML:
+        raise _Unsupported
+    if written[0] == "'":
+        return written[1:-1].replace("''", "'")
+    if written[0] == '"':
+        return written[1:-1]
+    if _RESOLVER.resolve(yaml.ScalarNode, written, (True, False)) != _STR:
+        raise _Unsupported  # the complete reader reports a key that is not a string
+    return written
 
 
 def _after_quote(rest: str, end: int) -> None:
@@ -365,7 +383,7 @@ def _read_block_yaml(text: str, max_nodes: int, max_depth: int) -> SourceRead:
     spans: dict[int, list[int]] = {}  # id(container) → positions of its children ((key, value) pairs for dicts)
     frames: list[tuple[int, Any, list[int], bool]] = []  # open containers: (column, container, spans, is a list)
     scalars: dict[str, Any] = {}  # the rest of a line → its value (most values repeat)
-    string_keys: dict[str, bool] = {}
+    key_names: dict[str, str] = {}  # a key as written → the string it is
     root: Any = None
     root_position = 0
     pending: tuple[dict, str, int, list[int], int] | None = None  # a "key:" whose value starts on a later line
@@ -453,20 +471,18 @@ def _read_block_yaml(text: str, max_nodes: int, max_depth: int) -> SourceRead:
                 container.append(None)
                 container_spans.append(line << shift | (column + 1))
         if key:
-            if key in container:
+            name = key_names.get(key)
+            if name is None:
+                name = key_names[key] = _key_name(key)
+            if name in container:
                 raise _Unsupported  # a duplicate key: the complete reader reports it
-            is_string = string_keys.get(key)
-            if is_string is None:
-                is_string = string_keys[key] = _RESOLVER.resolve(yaml.ScalarNode, key, (True, False)) == _STR
-            if not is_string:
-                raise _Unsupported  # yes:, null:, true: … are not string keys
             if not rest or rest[0] == "#":
-                container[key] = None  # keeps the key's place; the next line brings the value
-                pending = (container, key, line << shift | (column + 1), container_spans, column)
+                container[name] = None  # keeps the key's place; the next line brings the value
+                pending = (container, name, line << shift | (column + 1), container_spans, column)
                 last_container = None
                 continue
             container_spans += (line << shift | (column + 1), line << shift | (column + len(key) + len(colon) + 1))
-            slot = key
+            slot = name
         value = scalars.get(rest, _MISSING)
         if value is _MISSING:
             try:
