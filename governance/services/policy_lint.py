@@ -765,11 +765,25 @@ def _normalize_document(document: Any) -> _Parsed:
     stack = [(document, (), root)] if isinstance(root, dict | list) else []
     while stack:
         source, path, target = stack.pop()
-        items = source.items() if isinstance(source, dict) else enumerate(source)
+        is_mapping = isinstance(source, dict)
+        items = source.items() if is_mapping else enumerate(source)
+        plain_children = len(path) < MAX_DEPTH  # their scalars need no path: nothing to report about them
         for key, value in items:
-            if isinstance(source, dict) and not isinstance(key, str):
+            if is_mapping and type(key) is not str and not isinstance(key, str):
                 parsed.findings.append(_finding("syntax", f"mapping key {key!r} is not a string", path=dotted(path)))
                 parsed.bad_paths.add(path)
+                continue
+            kind = type(value)
+            if plain_children and (
+                kind is str or kind is int or kind is bool or value is None or (kind is float and math.isfinite(value))
+            ):
+                visited += 1
+                if visited > MAX_NODES:
+                    raise _Stop(_finding("document-limit", f"the document has more than {MAX_NODES:,} values"))
+                if is_mapping:
+                    target[key] = value
+                else:
+                    target.append(value)
                 continue
             child_path = (*path, key)
             child = visit(value, child_path)
