@@ -164,14 +164,21 @@ def _nesting(brackets: bytes) -> int:
 
 
 class _Lines:
-    """Offset → 1-based (line, column); the line index is built on first use."""
+    """Offset → 1-based (line, column). The first lookups count newlines directly (a report usually needs a
+    few); after that a line index pays off and is built once."""
+
+    _DIRECT_LOOKUPS = 32
 
     def __init__(self, text: str):
         self.text = text
+        self._lookups = 0
         self._ends: list[int] | None = None  # offset just past each line's newline
 
     def position(self, offset: int) -> tuple[int, int]:
         if self._ends is None:
+            self._lookups += 1
+            if self._lookups <= self._DIRECT_LOOKUPS:
+                return self.text.count("\n", 0, offset) + 1, offset - self.text.rfind("\n", 0, offset)
             self._ends = list(accumulate(map((1).__add__, map(len, self.text.split("\n")))))
         line = bisect_right(self._ends, offset)
         return line + 1, offset - (self._ends[line - 1] if line else 0) + 1
