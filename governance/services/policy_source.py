@@ -23,7 +23,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, chain
 from typing import Any, Protocol
 
 import yaml
@@ -99,8 +99,10 @@ _NOT_BRACKET = b",:"
 # 1.0e5 would be strings there, so JSON texts holding them go to the complete reader.
 _YAML_FLOAT = re.compile(r"-?[0-9]+\.[0-9]*(?:[eE][-+][0-9]+)?")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abAB]")
-_KEY_FAR_FROM_COLON = re.compile(r'"(?: *\n[ \n]*| {100,}):')
-_MAX_KEY_LENGTH = 150  # libyaml drops a simple key on another line or over 1,024 characters before its ':'
+# libyaml wants a simple key's ':' on the key's line, within 1,024 characters of its start.
+_COLON_STARTS_LINE = re.compile(r"\n[ \n]*:")
+_FAR_COLON = " " * 100 + ":"
+_MAX_KEY_LENGTH = 150  # decoded; at most 6 characters each as written (\uXXXX)
 
 
 def read_json(text: str, *, max_nodes: int, max_depth: int, strict: bool) -> SourceRead | None:
@@ -108,14 +110,11 @@ def read_json(text: str, *, max_nodes: int, max_depth: int, strict: bool) -> Sou
     linter's exact answer. ``strict``: ``json.loads`` errors propagate (``JSONDecodeError``, ``ValueError`` for
     NaN/Infinity, ``RecursionError``), otherwise they answer None."""
     unlike_yaml: list[bool] = []
-    keys: set[str] = set()
+    objects: list[dict[str, Any]] = []
 
-    def mapping(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result = dict(pairs)
-        if len(result) != len(pairs):
-            unlike_yaml.append(True)  # a duplicate key: the complete reader reports it
-        keys.update(result)
-        return result
+    def mapping(value: dict[str, Any]) -> dict[str, Any]:
+        objects.append(value)
+        return value
 
     def number(literal: str) -> float:
         if not _YAML_FLOAT.fullmatch(literal):
@@ -123,15 +122,15 @@ def read_json(text: str, *, max_nodes: int, max_depth: int, strict: bool) -> Sou
         return float(literal)
 
     try:
-        data = json.loads(text, object_pairs_hook=mapping, parse_float=number, parse_constant=_refuse_constant)
+        data = json.loads(text, object_hook=mapping, parse_float=number, parse_constant=_refuse_constant)
     except (ValueError, RecursionError):
         if strict:
             raise
         return None
-    if unlike_yaml or any(len(key) > _MAX_KEY_LENGTH for key in keys):
+    if unlike_yaml or max(map(len, set(chain.from_iterable(objects))), default=0) > _MAX_KEY_LENGTH:
         return None
     plain = _plain_text(text)
-    if plain is None or _KEY_FAR_FROM_COLON.search(plain):
+    if plain is None or _COLON_STARTS_LINE.search(plain) or _FAR_COLON in plain:
         return None
     if "\\" in plain:
         if _SURROGATE_ESCAPE.search(plain):
@@ -140,6 +139,10 @@ def read_json(text: str, *, max_nodes: int, max_depth: int, strict: bool) -> Sou
     else:
         unescaped = plain
     structure = b"".join(unescaped.encode().translate(None, _NOT_STRUCTURE).split(b'"')[::2])
+    # Outside strings, each key has one ':'; fewer keys in the objects means a key was repeated (json.loads
+    # keeps the last silently, the complete reader reports it).
+    if structure.count(b":") != sum(map(len, objects)):
+        return None
     # Every value but the root follows a '[', ',' or ':': a bound on the node count.
     if 1 + structure.count(b"[") + structure.count(b",") + structure.count(b":") > max_nodes:
         return None
