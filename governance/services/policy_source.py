@@ -409,9 +409,27 @@ def _read_block_yaml(text: str, max_nodes: int, max_depth: int) -> SourceRead:
     shift = _LINE_SHIFT
     marker_allowed = True
     line = 0
+    # The mapping the last line wrote a key to, while it is the innermost open container: most lines are
+    # another "key: value" of it, taken here without the general steps below (same result).
+    mapping_column, mapping, mapping_spans = -1, {}, []
     rows = iter(_LINE.findall(text))
     for indentation, dash, dash_spaces, key, colon, rest in rows:
         line += 1
+        if key and not dash and len(indentation) == mapping_column and rest and rest[0] != "#":
+            name = key_names.get(key)
+            value = scalars.get(rest, _MISSING)
+            if name is not None and value is not _MISSING and type(value) is not _EmptyCollection:
+                if name in mapping:
+                    raise _Unsupported  # a duplicate key: the complete reader reports it
+                mapping[name] = value
+                mapping_spans += (
+                    line << shift | (mapping_column + 1),
+                    line << shift | (mapping_column + len(key) + len(colon) + 1),
+                )
+                nodes += 1
+                empty_lines = 0
+                last_container, last_slot, last_text, last_column = mapping, name, rest, mapping_column
+                continue
         if not dash and not key:
             if not rest:
                 empty_lines += 1
@@ -490,6 +508,7 @@ def _read_block_yaml(text: str, max_nodes: int, max_depth: int) -> SourceRead:
                 container[name] = None  # keeps the key's place; the next line brings the value
                 pending = (container, name, line << shift | (column + 1), container_spans, column)
                 last_container = None
+                mapping_column = -1
                 continue
             container_spans += (line << shift | (column + 1), line << shift | (column + len(key) + len(colon) + 1))
             slot = name
@@ -505,6 +524,10 @@ def _read_block_yaml(text: str, max_nodes: int, max_depth: int) -> SourceRead:
             spans[id(value)] = []
         container[slot] = value
         last_container, last_slot, last_text, last_column = container, slot, rest, block_column
+        if key:
+            mapping_column, mapping, mapping_spans = block_column, container, container_spans
+        else:
+            mapping_column = -1
     if pending is not None or root is None or nodes > max_nodes:
         raise _Unsupported
     return SourceRead(root, BlockYamlPositions(root, root_position, spans))
