@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -488,12 +488,14 @@ _ISO_CLAUSE = re.compile(r"^(\d{1,2})(?:\.(\d{1,2}))?(?:\.(\d{1,2}))?$")
 _ISO_ANNEX = re.compile(r"^A\.\d{1,2}(?:\.\d{1,2}){0,2}$", re.IGNORECASE)
 
 
+@lru_cache(maxsize=4096)  # policies cite the same few provisions over and over
 def eu_article_number(ref: str) -> int | None:
     """The article number of an EU AI Act reference such as "Art. 14", "Article 15(1)", else None."""
     match = _EU_ARTICLE.match(ref.strip())
     return int(match.group(1)) if match else None
 
 
+@lru_cache(maxsize=4096)
 def reference_problem(framework: str, ref: str) -> str | None:
     """Why ``ref`` is not a provision of ``framework`` (None when it is one)."""
     ref = ref.strip()
