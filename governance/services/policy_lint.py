@@ -2,10 +2,11 @@
 
 A policy (``apiVersion: vigil/v1``, ``kind: Policy``; JSON Schema in ``governance/schemas/policy.schema.json``)
 is an ordered list of rules; the FIRST rule whose conditions all hold decides, ``default_action`` applies
-when none does. :func:`policy_lint` reads YAML or JSON text (or an already-parsed document), maps every JSON
-path to its line and column, and reports findings in classes with stable ids (``VGL001`` …, see
-:data:`FINDING_CLASSES`) at three levels — ``error`` (the policy is wrong or will not do what it says),
-``warning`` (probably a mistake), ``info`` (worth knowing). The report renders as JSON and SARIF 2.1.0.
+when none does. :func:`policy_lint` reads YAML or JSON text (or an already-parsed document), finds the line
+and column of the JSON path each finding is about (``policy_source``), and reports findings in classes with
+stable ids (``VGL001`` …, see :data:`FINDING_CLASSES`) at three levels — ``error`` (the policy is wrong or
+will not do what it says), ``warning`` (probably a mistake), ``info`` (worth knowing). The report renders as
+JSON and SARIF 2.1.0.
 
 Guarantees: never raises on any input (hostile input becomes a ``syntax``, ``schema`` or ``document-limit``
 finding); bounded work (document size, node count, nesting depth, rule count, pairwise comparisons and

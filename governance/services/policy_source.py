@@ -2,18 +2,20 @@
 
 The linter's complete reader (``policy_lint._read_nodes``) composes PyYAML's node graph and records the position
 of every node; on a 1,000-rule policy that alone costs several times the whole lint budget. Most policies are
-written in a small, regular part of YAML (block mappings and sequences of one-line scalars) or are JSON, and
-for those two readers here give the same data at a fraction of the cost:
+written in a small, regular part of YAML (block mappings and sequences of plain or quoted scalars) or are JSON,
+and for those two readers here give the same data at a fraction of the cost:
 
 * :func:`read_json` uses ``json.loads`` (C) for the data and a :class:`JsonPositions` that finds the offset of
   a path in the text only when a finding asks for it (walking just the containers on that path, cached).
 * :func:`read_block_yaml` reads block-style YAML line by line, resolving plain scalars with PyYAML's own
   resolver, and records each node's line and column as one int in a per-container list.
 
-Both answer ``None`` for anything outside what they reproduce exactly (flow collections, anchors, tags,
-multi-line or escaped scalars, duplicate keys, non-string keys, special numbers, over-deep or oversized
-documents, unusual characters …); the caller then falls back to the complete reader, which also produces
-the findings for those cases. Positions are 1-based (line, column) in code points, as libyaml reports them.
+Both answer ``None`` for anything outside what they reproduce exactly (flow collections other than ``[]`` and
+``{}``, anchors and aliases, tags, block scalars, escapes in double quotes, duplicate or non-string keys,
+special numbers, over-deep or oversized documents, unusual characters …); the caller then falls back to the
+complete reader, which also produces the findings for those cases. Positions are 1-based (line, column) in
+code points, as libyaml reports them. ``tests/governance/test_policy_source.py`` holds both readers to the
+complete reader's data and positions.
 """
 
 from __future__ import annotations
