@@ -21,6 +21,7 @@ complete reader's data and positions.
 from __future__ import annotations
 
 import json
+import math
 import re
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -119,9 +120,10 @@ def read_json(text: str, *, max_nodes: int, max_depth: int, strict: bool) -> Sou
         return value
 
     def number(literal: str) -> float:
-        if not _YAML_FLOAT.fullmatch(literal):
-            unlike_yaml.append(True)
-        return float(literal)
+        value = float(literal)
+        if not _YAML_FLOAT.fullmatch(literal) or not math.isfinite(value):
+            unlike_yaml.append(True)  # 1.0e+400 overflows: the complete reader reports it
+        return value
 
     try:
         data = json.loads(text, object_hook=mapping, parse_float=number, parse_constant=_refuse_constant)
@@ -278,7 +280,9 @@ def _plain_scalar(text: str) -> Any:
     if tag == _INT and _DECIMAL.fullmatch(text):
         return int(text)
     if tag == _FLOAT and "_" not in text and ":" not in text and not text.lstrip("+-").startswith("."):
-        return float(text)
+        value = float(text)
+        if math.isfinite(value):  # 1.0e+400 overflows: the complete reader reports it
+            return value
     if tag == _BOOL:
         return _BOOL_VALUES[text.lower()]
     if tag == _NULL and text:

@@ -162,6 +162,7 @@ def test_a_block_yaml_policy_with_comments_quotes_and_folded_text_keeps_exact_po
         '{"a": 1, "a": 2}',  # duplicate key: a syntax finding
         '{"a": 1e5}',  # YAML 1.1 reads 1e5 as a string
         '{"a": 1.5e3}',
+        '{"a": 1.0e+400}',  # overflows to infinity: a syntax finding
         '{"a": "\\ud83d\\ude00"}',  # YAML keeps an escaped surrogate pair as two code points
         '{"a":\t1}',
         '{"a": "x\u2028y"}',
@@ -184,6 +185,7 @@ def test_json_the_fast_reader_declines_what_yaml_reads_differently(text):
         "yes: 1\n",
         "a: 2024-01-01\n",
         "a: .inf\n",
+        "a: 1.0e+400\n",
         "a: 0x10\n",
         "a: |\n  text\n",
         'a: "tab\\there"\n',
@@ -254,9 +256,9 @@ def assert_same_reading(fast: policy_source.SourceRead, text: str) -> None:
 
 
 @settings(max_examples=150)
-@given(documents, st.sampled_from([None, 0, 1, 2]), st.booleans())
-def test_json_data_and_every_position_agree_with_the_complete_reader(document, indent, ensure_ascii):
-    text = json.dumps(document, indent=indent, ensure_ascii=ensure_ascii)
+@given(documents, st.sampled_from([None, 0, 1, 2]), st.booleans(), st.sampled_from([None, (",", ":")]))
+def test_json_data_and_every_position_agree_with_the_complete_reader(document, indent, ensure_ascii, separators):
+    text = json.dumps(document, indent=indent, ensure_ascii=ensure_ascii, separators=separators)
 
     fast = policy_source.read_json(text, strict=True, **LIMITS)
 
