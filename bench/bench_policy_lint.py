@@ -2,9 +2,11 @@
 
 The policy is realistic rather than flattering: 100 systems × 10 rules (every known signal and metric,
 graded thresholds, attribute conditions, regulatory references), plus 20 catch-all rules on teams, so the
-pairwise checks (shadowing, conflicts, overlaps) have real candidates. Measured three ways, median of
-repeated runs: from YAML text (parse + positions + everything), from JSON text, and from an already
-parsed document (no positions). No database needed; `python bench/bench_policy_lint.py` runs it alone.
+pairwise checks (shadowing, conflicts, overlaps) have real candidates. Measured three ways, median and worst
+of repeated runs (plus the median CPU time, which other work on a shared machine does not stretch): from
+block-style YAML text (parse + positions + everything), from JSON text, and from an already parsed document
+(no positions); and, for comparison, from flow-style YAML, which goes through the complete node-graph reader.
+No database needed; `python bench/bench_policy_lint.py` runs it alone.
 """
 
 from __future__ import annotations
@@ -81,14 +83,17 @@ def policy_document(rules: int = RULES) -> dict:
     }
 
 
-def _median_ms(func, repeats: int = REPEATS) -> tuple[float, float]:
+def _median_ms(func, repeats: int = REPEATS) -> tuple[float, float, float]:
+    """Median and worst wall time, and median CPU time of this process (other work on a shared machine
+    stretches the wall time, not the CPU time), in ms."""
     func()  # warm-up: schema compilation, config imports
-    samples = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         func()
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples), max(samples)
+        wall.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - started_cpu) * 1000)
+    return statistics.median(wall), max(wall), statistics.median(cpu)
 
 
 def run() -> None:
@@ -99,22 +104,38 @@ def run() -> None:
     document = policy_document()
     yaml_text = yaml.safe_dump(document, sort_keys=False, width=200)
     json_text = json.dumps(document, indent=1)
+    # The same policy in flow style, which the fast YAML reader leaves to the complete (node graph) reader.
+    flow_text = yaml.safe_dump(document, sort_keys=False, width=200, default_flow_style=None)
     report = policy_lint(text=yaml_text, filename="bench.yaml")
     assert report.rule_count == RULES and report.ok, report.counts
+    for text, filename in ((json_text, "bench.json"), (flow_text, "bench.yaml")):
+        same = policy_lint(text=text, filename=filename)
+        findings = [(f.code, f.path, f.message) for f in same.findings]
+        assert findings == [(f.code, f.path, f.message) for f in report.findings], filename
     results = []
-    for label, func in (
-        ("YAML text", lambda: policy_lint(text=yaml_text, filename="bench.yaml")),
-        ("JSON text", lambda: policy_lint(text=json_text, filename="bench.json")),
-        ("parsed document", lambda: policy_lint(document=document)),
+    load_before = os.getloadavg()[0]
+    for label, func, target in (
+        ("YAML text", lambda: policy_lint(text=yaml_text, filename="bench.yaml"), True),
+        ("JSON text", lambda: policy_lint(text=json_text, filename="bench.json"), True),
+        ("parsed document", lambda: policy_lint(document=document), True),
+        ("flow-style YAML text (complete reader)", lambda: policy_lint(text=flow_text, filename="bench.yaml"), False),
     ):
-        median, worst = _median_ms(func)
-        results.append({"metric": f"lint 1,000 rules from {label}, median", "value": median, "unit": "ms",
-                        "target": f"≤ {TARGET_MS:.0f} ms", "ok": median <= TARGET_MS})  # fmt: skip
+        median, worst, cpu = _median_ms(func)
+        row = {"metric": f"lint 1,000 rules from {label}, median", "value": median, "unit": "ms"}
+        if target:
+            row.update(target=f"≤ {TARGET_MS:.0f} ms", ok=median <= TARGET_MS)
+        results.append(row)
         results.append({"metric": f"lint 1,000 rules from {label}, worst of {REPEATS}", "value": worst, "unit": "ms"})
-        print(f"  {label:<16} median {median:7.1f} ms   worst {worst:7.1f} ms")
+        results.append({"metric": f"lint 1,000 rules from {label}, median CPU time", "value": cpu, "unit": "ms"})
+        print(f"  {label:<40} median {median:7.1f} ms   worst {worst:7.1f} ms   CPU {cpu:7.1f} ms")
+    load = f"{load_before:.1f} → {os.getloadavg()[0]:.1f}"
     notes = (
-        f"{RULES:,}-rule policy ({len(yaml_text):,} bytes of YAML): 100 systems × 10 rules plus 20 team rules; "
-        f"{len(report.findings)} findings (coverage info only). Parsing uses libyaml (CSafeLoader) when present."
+        f"{RULES:,}-rule policy ({len(yaml_text):,} bytes of block-style YAML, {len(json_text):,} of JSON): "
+        f"100 systems × 10 rules plus 20 team rules; {len(report.findings)} findings (coverage info only), the same "
+        "from every text. JSON and block-style YAML take the fast readers (governance/services/policy_source.py: "
+        "positions located only for findings); flow-style YAML, anchors, tags and the like go through the complete "
+        f"node-graph reader (libyaml CSafeLoader), shown for comparison. Load average during the run: {load} "
+        f"on {os.cpu_count()} CPUs."
     )
     path = write_result("policy_lint", title="Policy linter (issue 7)", results=results, notes=notes)
     print(f"  written to {path}")

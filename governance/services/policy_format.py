@@ -37,6 +37,10 @@ _THRESHOLD_KEYS = frozenset(
     {"metric", "suite", "signal", "category", "aggregate", "window", "direction", "unit", "levels"}
 )
 _LEVELS = frozenset({"info", "warning", "critical"})
+_RULE_REQUIRED = frozenset({"id", "category", "severity", "action"})
+_OP_VALUE = frozenset({"op", "value"})
+_ATTRIBUTE_KEYS = frozenset({"attribute", "op", "value"})
+_REFERENCE_KEYS = frozenset({"framework", "ref", "note"})
 
 
 def _str(value: Any, max_length: int, min_length: int = 0) -> bool:
@@ -109,18 +113,20 @@ def head_conforms(document: Any) -> bool:
     return _member(spec["default_action"], ACTIONS) and isinstance(spec["rules"], list) and len(spec["rules"]) <= 5000
 
 
+def _description(value: Any) -> bool:
+    return _str(value, 5000)
+
+
 def rule_conforms(rule: Any) -> bool:
     """One item of ``spec.rules``."""
-    if not isinstance(rule, dict) or not set(rule) <= _RULE_KEYS:
-        return False
-    if not {"id", "category", "severity", "action"} <= set(rule):
+    if not isinstance(rule, dict) or not rule.keys() <= _RULE_KEYS or not rule.keys() >= _RULE_REQUIRED:
         return False
     if not (
         _slug(rule["id"])
         and _member(rule["category"], CATEGORIES)
         and _member(rule["severity"], SEVERITIES)
         and _member(rule["action"], ACTIONS)
-        and _optional(rule, "description", lambda v: _str(v, 5000))
+        and ("description" not in rule or _description(rule["description"]))
     ):
         return False
     when = rule.get("when", [])
@@ -132,16 +138,39 @@ def rule_conforms(rule: Any) -> bool:
     return isinstance(references, list) and len(references) <= 50 and all(_reference(r) for r in references)
 
 
+def _window(value: Any) -> bool:
+    return isinstance(value, str) and _WINDOW.search(value) is not None
+
+
+def _category(value: Any) -> bool:
+    return _member(value, CATEGORIES)
+
+
+def _aggregate(value: Any) -> bool:
+    return _member(value, AGGREGATES)
+
+
+def _unit(value: Any) -> bool:
+    return _member(value, UNITS)
+
+
+# The optional fields naming a measured subject, each with its check.
+_SUBJECT_FIELDS = (
+    ("metric", _name),
+    ("suite", _name),
+    ("signal", _name),
+    ("category", _category),
+    ("aggregate", _aggregate),
+    ("window", _window),
+    ("unit", _unit),
+)
+
+
 def _subject_fields(item: dict) -> bool:
-    return (
-        _optional(item, "metric", _name)
-        and _optional(item, "suite", _name)
-        and _optional(item, "signal", _name)
-        and _optional(item, "category", lambda v: _member(v, CATEGORIES))
-        and _optional(item, "aggregate", lambda v: _member(v, AGGREGATES))
-        and _optional(item, "window", lambda v: isinstance(v, str) and _WINDOW.search(v) is not None)
-        and _optional(item, "unit", lambda v: _member(v, UNITS))
-    )
+    for key, check in _SUBJECT_FIELDS:  # noqa: SIM110 - a plain loop: all() over a generator costs more per rule
+        if key in item and not check(item[key]):
+            return False
+    return True
 
 
 def _condition(item: Any) -> bool:
@@ -153,13 +182,13 @@ def _condition(item: Any) -> bool:
     if subjects[0] == "attribute":
         return _attribute_condition(item)
     allowed = _METRIC_KEYS if subjects[0] == "metric" else _SIGNAL_KEYS
-    if not set(item) <= allowed or not {"op", "value"} <= set(item):
+    if not item.keys() <= allowed or not item.keys() >= _OP_VALUE:
         return False
     return _member(item["op"], NUMERIC_OPS) and _number(item["value"]) and _subject_fields(item)
 
 
 def _attribute_condition(item: dict) -> bool:
-    if not set(item) <= {"attribute", "op", "value"} or not {"op", "value"} <= set(item):
+    if not item.keys() <= _ATTRIBUTE_KEYS or not item.keys() >= _OP_VALUE:
         return False
     attribute, op, value = item["attribute"], item["op"], item["value"]
     if not _member(attribute, ATTRIBUTES) or not _member(op, ATTRIBUTE_OPS):
@@ -177,12 +206,12 @@ def _attribute_condition(item: dict) -> bool:
 
 
 def _thresholds(item: Any) -> bool:
-    if not isinstance(item, dict) or not set(item) <= _THRESHOLD_KEYS:
+    if not isinstance(item, dict) or not item.keys() <= _THRESHOLD_KEYS:
         return False
-    if not {"direction", "levels"} <= set(item) or ("metric" in item) == ("signal" in item):
+    if "direction" not in item or "levels" not in item or ("metric" in item) == ("signal" in item):
         return False
     levels = item["levels"]
-    if not isinstance(levels, dict) or not levels or not set(levels) <= _LEVELS:
+    if not isinstance(levels, dict) or not levels or not levels.keys() <= _LEVELS:
         return False
     return (
         _member(item["direction"], frozenset({"above", "below"}))
@@ -194,9 +223,10 @@ def _thresholds(item: Any) -> bool:
 def _reference(item: Any) -> bool:
     return (
         isinstance(item, dict)
-        and set(item) <= {"framework", "ref", "note"}
-        and {"framework", "ref"} <= set(item)
+        and item.keys() <= _REFERENCE_KEYS
+        and "framework" in item
+        and "ref" in item
         and _member(item["framework"], FRAMEWORKS)
         and _str(item["ref"], 60, 1)
-        and _optional(item, "note", lambda v: _str(v, 500))
+        and ("note" not in item or _str(item["note"], 500))
     )

@@ -2,10 +2,11 @@
 
 A policy (``apiVersion: vigil/v1``, ``kind: Policy``; JSON Schema in ``governance/schemas/policy.schema.json``)
 is an ordered list of rules; the FIRST rule whose conditions all hold decides, ``default_action`` applies
-when none does. :func:`policy_lint` reads YAML or JSON text (or an already-parsed document), maps every JSON
-path to its line and column, and reports findings in classes with stable ids (``VGL001`` …, see
-:data:`FINDING_CLASSES`) at three levels — ``error`` (the policy is wrong or will not do what it says),
-``warning`` (probably a mistake), ``info`` (worth knowing). The report renders as JSON and SARIF 2.1.0.
+when none does. :func:`policy_lint` reads YAML or JSON text (or an already-parsed document), finds the line
+and column of the JSON path each finding is about (``policy_source``), and reports findings in classes with
+stable ids (``VGL001`` …, see :data:`FINDING_CLASSES`) at three levels — ``error`` (the policy is wrong or
+will not do what it says), ``warning`` (probably a mistake), ``info`` (worth knowing). The report renders as
+JSON and SARIF 2.1.0.
 
 Guarantees: never raises on any input (hostile input becomes a ``syntax``, ``schema`` or ``document-limit``
 finding); bounded work (document size, node count, nesting depth, rule count, pairwise comparisons and
@@ -17,15 +18,17 @@ indexed by attribute value), so a 1,000-rule policy lints in well under 200 ms.
 from __future__ import annotations
 
 import difflib
+import gc
 import json
 import logging
 import math
 import re
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,7 @@ import yaml
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
-from governance.services import policy_format
+from governance.services import policy_format, policy_source
 
 __all__ = [
     "FINDING_CLASSES",
@@ -486,12 +489,14 @@ _ISO_CLAUSE = re.compile(r"^(\d{1,2})(?:\.(\d{1,2}))?(?:\.(\d{1,2}))?$")
 _ISO_ANNEX = re.compile(r"^A\.\d{1,2}(?:\.\d{1,2}){0,2}$", re.IGNORECASE)
 
 
+@lru_cache(maxsize=4096)  # policies cite the same few provisions over and over
 def eu_article_number(ref: str) -> int | None:
     """The article number of an EU AI Act reference such as "Art. 14", "Article 15(1)", else None."""
     match = _EU_ARTICLE.match(ref.strip())
     return int(match.group(1)) if match else None
 
 
+@lru_cache(maxsize=4096)
 def reference_problem(framework: str, ref: str) -> str | None:
     """Why ``ref`` is not a provision of ``framework`` (None when it is one)."""
     ref = ref.strip()
@@ -562,8 +567,7 @@ def _fmt(value: Any) -> str:
 @dataclass
 class _Parsed:
     data: Any
-    positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
-    key_positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    positions: policy_source.Positions = field(default_factory=policy_source.MappedPositions)
     findings: list[Finding] = field(default_factory=list)
     bad_paths: set[Path_] = field(default_factory=set)
 
@@ -592,14 +596,29 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
 
 
 def _parse_text(text: str, filename: str) -> _Parsed:
-    """YAML (a superset of JSON, so also JSON) → plain data and a JSON-path → (line, column) map."""
+    """YAML (a superset of JSON, so also JSON) → plain data and the (line, column) of any JSON path.
+
+    JSON and block-style YAML are read by the fast readers of ``policy_source`` (data at C speed or in one
+    pass, positions on demand); whatever they do not reproduce exactly goes through :func:`_read_nodes`."""
+    limits = {"max_nodes": MAX_NODES, "max_depth": MAX_DEPTH}
     if filename.lower().endswith(".json"):
         try:  # strict JSON first: its errors are the ones a JSON author expects
-            json.loads(text, parse_constant=_refuse_constant)
+            fast = policy_source.read_json(text, strict=True, **limits)
         except json.JSONDecodeError as exc:
             raise _Stop(_finding("syntax", f"invalid JSON: {exc.msg}", line=exc.lineno, column=exc.colno)) from exc
         except (ValueError, RecursionError) as exc:
             raise _Stop(_finding("syntax", f"invalid JSON: {exc}", line=1, column=1)) from exc
+    elif text.lstrip(" \n")[:1] in ("{", "["):
+        fast = policy_source.read_json(text, strict=False, **limits)
+    else:
+        fast = policy_source.read_block_yaml(text, **limits)
+    if fast is not None:
+        return _Parsed(data=fast.data, positions=fast.positions)
+    return _read_nodes(text)
+
+
+def _read_nodes(text: str) -> _Parsed:
+    """The complete reader: PyYAML's node graph, every node's position recorded, every oddity a finding."""
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
@@ -620,13 +639,10 @@ def _parse_text(text: str, filename: str) -> _Parsed:
         loader.dispose()
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def _from_nodes(root: yaml.Node, loader: Any, parsed: _Parsed) -> Any:
     """Build plain data from the node tree iteratively, recording positions; bounded in nodes and depth."""
     visited = 0
+    positions = parsed.positions
 
     def convert(node: yaml.Node, path: Path_) -> Any:
         nonlocal visited
@@ -634,7 +650,7 @@ def _from_nodes(root: yaml.Node, loader: Any, parsed: _Parsed) -> Any:
         if visited > MAX_NODES:
             raise _Stop(_finding("document-limit", f"the document has more than {MAX_NODES:,} nodes "
                                  "(anchors and aliases count each time they are used)", line=1, column=1))  # fmt: skip
-        parsed.positions[path] = _mark(node)
+        positions.values[path] = _mark(node)
         if len(path) > MAX_DEPTH:
             line, column = _mark(node)
             parsed.findings.append(_finding("document-limit", f"nested deeper than {MAX_DEPTH} levels; the value "
@@ -706,7 +722,7 @@ def _from_nodes(root: yaml.Node, loader: Any, parsed: _Parsed) -> Any:
                 parsed.bad_paths.add((*path, key))
             seen[key] = (line, column)
             child_path = (*path, key)
-            parsed.key_positions[child_path] = (line, column)
+            positions.keys[child_path] = (line, column)
             value = container_for(child, convert(child, child_path))
             if isinstance(value, dict | list):
                 stack.append((child, child_path, value))
@@ -752,11 +768,25 @@ def _normalize_document(document: Any) -> _Parsed:
     stack = [(document, (), root)] if isinstance(root, dict | list) else []
     while stack:
         source, path, target = stack.pop()
-        items = source.items() if isinstance(source, dict) else enumerate(source)
+        is_mapping = isinstance(source, dict)
+        items = source.items() if is_mapping else enumerate(source)
+        plain_children = len(path) < MAX_DEPTH  # their scalars need no path: nothing to report about them
         for key, value in items:
-            if isinstance(source, dict) and not isinstance(key, str):
+            if is_mapping and type(key) is not str and not isinstance(key, str):
                 parsed.findings.append(_finding("syntax", f"mapping key {key!r} is not a string", path=dotted(path)))
                 parsed.bad_paths.add(path)
+                continue
+            kind = type(value)
+            if plain_children and (
+                kind is str or kind is int or kind is bool or value is None or (kind is float and math.isfinite(value))
+            ):
+                visited += 1
+                if visited > MAX_NODES:
+                    raise _Stop(_finding("document-limit", f"the document has more than {MAX_NODES:,} values"))
+                if is_mapping:
+                    target[key] = value
+                else:
+                    target.append(value)
                 continue
             child_path = (*path, key)
             child = visit(value, child_path)
@@ -787,14 +817,19 @@ class Range:
 
     @staticmethod
     def of(op: str, value: float) -> Range:
-        return {
-            "<": lambda: Range(hi=value),
-            "<=": lambda: Range(hi=value, hi_closed=True),
-            ">": lambda: Range(lo=value),
-            ">=": lambda: Range(lo=value, lo_closed=True),
-            "==": lambda: Range(lo=value, lo_closed=True, hi=value, hi_closed=True),
-            "!=": lambda: Range(excluded=frozenset({value})),
-        }[op]()
+        if op == "<":
+            return Range(hi=value)
+        if op == "<=":
+            return Range(hi=value, hi_closed=True)
+        if op == ">":
+            return Range(lo=value)
+        if op == ">=":
+            return Range(lo=value, lo_closed=True)
+        if op == "==":
+            return Range(lo=value, lo_closed=True, hi=value, hi_closed=True)
+        if op == "!=":
+            return Range(excluded=frozenset({value}))
+        raise KeyError(op)
 
     def holds(self, x: float) -> bool:
         above = x > self.lo or (x == self.lo and self.lo_closed)
@@ -891,6 +926,7 @@ class _Rule:
     condition_paths: dict[Subject, list[Path_]]
     references: list[dict[str, str]]
     has_measure: bool  # a metric/signal condition or thresholds
+    eu_articles: frozenset[int] = frozenset()  # the EU AI Act articles its references cite
     unreachable: str | None = None
     shadowed: bool = False
 
@@ -947,14 +983,7 @@ class _Linter:
 
     # positions
     def where(self, path: Path_, *, key: bool = False) -> dict[str, Any]:
-        positions = self.parsed.positions
-        if key and path in self.parsed.key_positions:
-            line, column = self.parsed.key_positions[path]
-            return {"path": dotted(path), "line": line, "column": column}
-        probe = path
-        while probe not in positions and probe:
-            probe = probe[:-1]
-        line, column = positions.get(probe, (None, None))
+        line, column = self.parsed.positions.locate(path, key=key)
         return {"path": dotted(path), "line": line, "column": column}
 
     def location(self, rule: _Rule) -> Location:
@@ -1046,6 +1075,7 @@ class _Linter:
 
     def _rule(self, index: int, raw: dict[str, Any]) -> _Rule:
         path: Path_ = ("spec", "rules", index)
+        references = list(raw.get("references", []))
         rule = _Rule(
             index=index,
             id=raw["id"],
@@ -1055,8 +1085,13 @@ class _Linter:
             path=path,
             constraints=dict(self.scope),
             condition_paths=defaultdict(list),
-            references=list(raw.get("references", [])),
+            references=references,
             has_measure=False,
+            eu_articles=frozenset(
+                number
+                for reference in references
+                if reference["framework"] == "eu_ai_act" and (number := eu_article_number(reference["ref"])) is not None
+            ),
         )
         for subject in self.scope:
             rule.condition_paths[subject].append(("spec", "scope", subject[1]))
@@ -1399,11 +1434,7 @@ class _Linter:
         self._check_prohibited(spec, risk)
 
     def _cites(self, article: int) -> list[_Rule]:
-        return [
-            rule
-            for rule in self.rules
-            if any(r["framework"] == "eu_ai_act" and eu_article_number(r["ref"]) == article for r in rule.references)
-        ]
+        return [rule for rule in self.rules if article in rule.eu_articles]
 
     def _check_regulatory(self, risk: list[str] | None) -> None:
         whom = "high-risk systems" if risk else "every system (no risk_class scope), including high-risk ones"
@@ -1529,6 +1560,37 @@ def _short_message(message: str) -> str:
     return message if len(message) <= 300 else message[:297] + "…"
 
 
+class _CollectorPause:
+    """Keeps CPython's cyclic garbage collector off while a lint runs (threads share one count; the last to
+    leave turns it back on, if it was on before the first came in).
+
+    A 1,000-rule lint allocates ~100k short-lived objects that form no reference cycles (reference counting
+    frees them all); without the pause they trigger collections that scan the whole process heap, which
+    measured at about a third of the lint's time. The work a lint does is bounded (see ``MAX_*``), so the
+    pause is too."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._was_enabled = False
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._active == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._active += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._active == 0 and self._was_enabled:
+                gc.enable()
+
+
+_collector_paused = _CollectorPause()
+
+
 def _position_key(finding: Finding) -> tuple:
     return (finding.line is None, finding.line or 0, finding.column or 0, finding.code)
 
@@ -1569,33 +1631,35 @@ def policy_lint(
             document=data,
         )
 
-    try:
-        if text is not None:
-            if not isinstance(text, str):
-                return report([_finding("syntax", "the policy text must be a string")])
-            size = len(text.encode("utf-8", errors="surrogatepass"))
-            if size > MAX_DOCUMENT_BYTES:
-                return report([_finding("document-limit", f"the document is {size:,} bytes; at most "
-                                        f"{MAX_DOCUMENT_BYTES:,}", line=1, column=1)])  # fmt: skip
-            parsed = _parse_text(text, filename)
-        else:
-            parsed = _normalize_document(document)
-        linter = _Linter(parsed)
-        rules = None
-        if isinstance(parsed.data, dict) and isinstance(parsed.data.get("spec"), dict):
-            rules = parsed.data["spec"].get("rules")
-        if isinstance(rules, list) and len(rules) > MAX_RULES:
-            linter.add("document-limit", f"{len(rules):,} rules; at most {MAX_RULES:,} per policy", ("spec", "rules"))
-            return report(linter.findings, linter)
-        invalid = linter.check_schema()
-        linter.build_rules(invalid)
-        linter.check_rules()
-        linter.check_pairs()
-        linter.check_ladders()
-        linter.check_policy()
-        return report(linter.findings, linter, linter.truncated)
-    except _Stop as stop:
-        return report([stop.finding])
-    except Exception:  # a bug in a check must not turn a lint into a 500; it is logged and reported
-        logger.exception("policy lint failed on %s", filename)
-        return report([_finding("internal-error", "the linter failed on this document; the error has been logged")])
+    with _collector_paused:
+        try:
+            if text is not None:
+                if not isinstance(text, str):
+                    return report([_finding("syntax", "the policy text must be a string")])
+                size = len(text.encode("utf-8", errors="surrogatepass"))
+                if size > MAX_DOCUMENT_BYTES:
+                    return report([_finding("document-limit", f"the document is {size:,} bytes; at most "
+                                            f"{MAX_DOCUMENT_BYTES:,}", line=1, column=1)])  # fmt: skip
+                parsed = _parse_text(text, filename)
+            else:
+                parsed = _normalize_document(document)
+            linter = _Linter(parsed)
+            rules = None
+            if isinstance(parsed.data, dict) and isinstance(parsed.data.get("spec"), dict):
+                rules = parsed.data["spec"].get("rules")
+            if isinstance(rules, list) and len(rules) > MAX_RULES:
+                message = f"{len(rules):,} rules; at most {MAX_RULES:,} per policy"
+                linter.add("document-limit", message, ("spec", "rules"))
+                return report(linter.findings, linter)
+            invalid = linter.check_schema()
+            linter.build_rules(invalid)
+            linter.check_rules()
+            linter.check_pairs()
+            linter.check_ladders()
+            linter.check_policy()
+            return report(linter.findings, linter, linter.truncated)
+        except _Stop as stop:
+            return report([stop.finding])
+        except Exception:  # a bug in a check must not turn a lint into a 500; it is logged and reported
+            logger.exception("policy lint failed on %s", filename)
+            return report([_finding("internal-error", "the linter failed on this document; the error has been logged")])
