@@ -26,12 +26,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config import registry
-from governance.choices import EntityType, RiskClass, Severity
-from governance.models import AISystem, Team
+from governance.choices import RiskClass, Severity
+from governance.models import AISystem
 from tasks.health import QueueHealth, queue_health
 
 CATEGORY = "data_quality"
@@ -98,31 +97,16 @@ def _readings(health: QueueHealth) -> list[tuple[str, float, dict]]:
 
 def operations_system_ensure() -> AISystem:
     """The AI system ``vigil-operations`` (system, minimal risk) owned by team ``platform-operations``,
-    both created if missing.
+    both created if missing."""
+    from governance.services.organization import platform_system_ensure
 
-    Idempotent; creation goes through ``team_create`` / ``ai_system_register`` (audited as they audit,
-    actor None = the platform). A concurrent creator losing the unique-name race reads the winner's row.
-    """
-    from governance.services.organization import ai_system_register, team_create
-
-    system = AISystem.objects.select_related("team").filter(name=OPERATIONS_SYSTEM_NAME).first()
-    if system is not None:
-        return system
-    try:
-        with transaction.atomic():
-            team = Team.objects.filter(slug=OPERATIONS_TEAM_SLUG).first() or team_create(
-                name=OPERATIONS_TEAM_NAME, slug=OPERATIONS_TEAM_SLUG, actor=None
-            )
-            return ai_system_register(
-                name=OPERATIONS_SYSTEM_NAME,
-                entity_type=EntityType.SYSTEM,
-                team=team,
-                risk_class=RiskClass.MINIMAL,
-                actor=None,
-                description="The Vigil platform's own operations: queue depth, outbox lag, late periodic tasks.",
-            )
-    except IntegrityError:
-        return AISystem.objects.select_related("team").get(name=OPERATIONS_SYSTEM_NAME)
+    return platform_system_ensure(
+        name=OPERATIONS_SYSTEM_NAME,
+        team_slug=OPERATIONS_TEAM_SLUG,
+        team_name=OPERATIONS_TEAM_NAME,
+        risk_class=RiskClass.MINIMAL,
+        description="The Vigil platform's own operations: queue depth, outbox lag, late periodic tasks.",
+    )
 
 
 def self_monitor_run(*, now: datetime | None = None) -> SelfMonitorReport:

@@ -10,10 +10,10 @@ from typing import Any
 from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
-from governance.choices import HUMAN_ROLES, SERVICE_ROLES, AuditAction, Role
+from governance.choices import HUMAN_ROLES, SERVICE_ROLES, AuditAction, EntityType, Role
 from governance.models import AISystem, Team, User
 from governance.services.audit import audit_record
 
@@ -67,6 +67,33 @@ def ai_system_register(
         data={"name": name, "entity_type": entity_type, "team": str(team.pk), "risk_class": risk_class},
     )
     return system
+
+
+def platform_system_ensure(*, name: str, team_slug: str, team_name: str, risk_class: str, description: str) -> AISystem:
+    """An AI system the platform reports about itself (``vigil-platform`` for bypass detections,
+    ``vigil-operations`` for queue health), owned by team ``team_slug``; both created if missing.
+
+    Idempotent; creation goes through ``team_create`` / ``ai_system_register`` (so it is audited as they
+    audit, actor None = the platform). A concurrent creator losing the unique-name race reads the winner's row.
+    """
+    system = AISystem.objects.select_related("team").filter(name=name).first()
+    if system is not None:
+        return system
+    try:
+        with transaction.atomic():
+            team = Team.objects.filter(slug=team_slug).first() or team_create(
+                name=team_name, slug=team_slug, actor=None
+            )
+            return ai_system_register(
+                name=name,
+                entity_type=EntityType.SYSTEM,
+                team=team,
+                risk_class=risk_class,
+                actor=None,
+                description=description,
+            )
+    except IntegrityError:
+        return AISystem.objects.select_related("team").get(name=name)
 
 
 @transaction.atomic

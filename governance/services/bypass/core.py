@@ -20,15 +20,15 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from config import registry
 from config.keys import BYPASS_DETECTORS
-from governance.choices import AuditAction, EntityType, RiskClass
-from governance.models import AISystem, Team
+from governance.choices import AuditAction, RiskClass
+from governance.models import AISystem
+from governance.services import organization
 from governance.services.audit import audit_record
-from governance.services.organization import ai_system_register, team_create
 
 __all__ = [
     "BYPASS_CONFIG_KEY",
@@ -84,29 +84,14 @@ def detector_settings(detector: str) -> dict[str, Any]:
 
 
 def platform_system_ensure() -> AISystem:
-    """The AI system ``vigil-platform`` (system, limited risk) owned by team ``security``, created if missing.
-
-    Idempotent; creation goes through ``team_create`` / ``ai_system_register`` (so it is audited as they
-    audit, actor None = the platform). A concurrent creator losing the unique-name race reads the winner's row.
-    """
-    system = AISystem.objects.select_related("team").filter(name=PLATFORM_SYSTEM_NAME).first()
-    if system is not None:
-        return system
-    try:
-        with transaction.atomic():
-            team = Team.objects.filter(slug=SECURITY_TEAM_SLUG).first() or team_create(
-                name=SECURITY_TEAM_NAME, slug=SECURITY_TEAM_SLUG, actor=None
-            )
-            return ai_system_register(
-                name=PLATFORM_SYSTEM_NAME,
-                entity_type=EntityType.SYSTEM,
-                team=team,
-                risk_class=RiskClass.LIMITED,
-                actor=None,
-                description="The Vigil platform itself: bypass detections are reported against it.",
-            )
-    except IntegrityError:
-        return AISystem.objects.select_related("team").get(name=PLATFORM_SYSTEM_NAME)
+    """The AI system ``vigil-platform`` (system, limited risk) owned by team ``security``, created if missing."""
+    return organization.platform_system_ensure(
+        name=PLATFORM_SYSTEM_NAME,
+        team_slug=SECURITY_TEAM_SLUG,
+        team_name=SECURITY_TEAM_NAME,
+        risk_class=RiskClass.LIMITED,
+        description="The Vigil platform itself: bypass detections are reported against it.",
+    )
 
 
 def _clean(value: Any, depth: int = 0) -> Any:
