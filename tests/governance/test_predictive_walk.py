@@ -23,12 +23,13 @@ WINDOWS = {"short": SHORT_WINDOW, "day": DAY_WINDOW, "long": LONG_WINDOW}
 # SQLite's julianday() keeps milliseconds: the query's x (hours from until) is off by up to 1 ms there, the
 # walk's is exact to the microsecond, so the regression sums agree to about 1e-9 relative, not to the last bit.
 REL = 1e-6
+SIGNALS = (("psi", "data_quality"), ("error_rate", "model_perf"), ("latency_p95_ms", "model_perf"))
 
 
 def _history(systems, rng: np.random.Generator) -> None:
     events = []
     for system in systems:
-        for signal, category in (("psi", "data_quality"), ("error_rate", "model_perf"), ("latency_p95_ms", "model_perf")):
+        for signal, category in SIGNALS:
             hours = rng.uniform(0, 10 * 24, 400)
             for h in hours:
                 severity = rng.choice(["info", "low", "medium", "high", "critical"])

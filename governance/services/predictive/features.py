@@ -157,7 +157,10 @@ def _slope(n: float, sx: float, sy: float, sxy: float, sxx: float) -> float:
 
 
 def feature_table(
-    *, system_ids: Iterable[UUID], as_of: datetime, window_stats: dict[tuple[UUID, str], SignalWindowStats] | None = None
+    *,
+    system_ids: Iterable[UUID],
+    as_of: datetime,
+    window_stats: dict[tuple[UUID, str], SignalWindowStats] | None = None,
 ) -> FeatureTable:
     """The features of ``system_ids`` at ``as_of`` (see the module docstring): six queries in all.
     ``window_stats``: the telemetry statistics at ``as_of`` already computed (the backtest's
