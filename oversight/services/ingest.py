@@ -2,7 +2,8 @@
 
 The hot path of the platform (``POST /events``, the simulation generator). On PostgreSQL the rows go
 through ``COPY`` into a temporary staging table and one ``INSERT … SELECT … ON CONFLICT DO NOTHING``,
-so the per-event cost is building one tuple; elsewhere (SQLite in development) ``bulk_create``.
+so the per-event cost is building one tuple; on SQLite (development, the demo) one ``INSERT OR IGNORE``
+through ``executemany`` with the values adapted as the ORM adapts them; elsewhere ``bulk_create``.
 """
 
 from __future__ import annotations
@@ -127,6 +128,8 @@ def _store_events(events: list[CleanEvent], *, batch_id: UUID, now: datetime) ->
     """Insert the events not stored yet; returns how many were inserted."""
     if connection.vendor == "postgresql":
         return _copy_events(events, batch_id=batch_id, now=now)
+    if connection.vendor == "sqlite":
+        return _insert_or_ignore_events(events, batch_id=batch_id, now=now)
     return _bulk_create_events(events, batch_id=batch_id, now=now)
 
 
@@ -162,6 +165,32 @@ def _copy_events(events: list[CleanEvent], *, batch_id: UUID, now: datetime) -> 
         return cursor.rowcount
 
 
+def _insert_or_ignore_events(events: list[CleanEvent], *, batch_id: UUID, now: datetime) -> int:
+    """SQLite: one ``INSERT OR IGNORE`` (what ``bulk_create(ignore_conflicts=True)`` sends) run by
+    ``executemany``, each value adapted as the ORM adapts it (UUIDs as hex, datetimes as naive UTC text,
+    the attributes through the JSON field's encoder) without building a model per event — about ten times
+    the ORM's speed. An event_id already stored is skipped; the row count is the number inserted."""
+    ops = connection.ops
+    adapt_datetime, adapt_json = ops.adapt_datetimefield_value, ops.adapt_json_value
+    encoder = EventRaw._meta.get_field("attributes").encoder
+    received_at, batch = adapt_datetime(now), batch_id.hex
+    columns = (*CLIENT_COLUMNS, "received_at", "batch_id")
+    # Identifiers only: the table and columns are constants.
+    sql = (
+        f"INSERT OR IGNORE INTO {EventRaw._meta.db_table} ({', '.join(columns)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
+    )
+    rows = (
+        (event.event_id.hex, event.system_id.hex, event.category, event.severity, event.signal, event.value,
+         adapt_datetime(event.occurred_at), adapt_json(event.attributes, encoder), event.scenario_id,
+         received_at, batch)
+        for event in events
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+        return cursor.rowcount
+
+
 def _bulk_create_events(events: list[CleanEvent], *, batch_id: UUID, now: datetime) -> int:
     """Any database: ``INSERT … ON CONFLICT DO NOTHING`` (``INSERT OR IGNORE`` on SQLite), then count."""
     EventRaw.objects.bulk_create(
@@ -189,7 +218,7 @@ def _bulk_create_events(events: list[CleanEvent], *, batch_id: UUID, now: dateti
 
 def events_bulk_load(*, events: list[CleanEvent], now: datetime | None = None, chunk_size: int = 100_000) -> int:
     """Store events that are already valid (a synthetic history with known onsets, a benchmark load) the
-    way ingest stores them — ``COPY`` on PostgreSQL, ``bulk_create`` elsewhere — in batches of
+    way ingest stores them — ``COPY`` on PostgreSQL, ``INSERT OR IGNORE`` on SQLite — in batches of
     ``chunk_size``, each recorded as an ``IngestBatch`` that is already processed: detection does not run
     over them (they are history, not news) and nothing is enqueued. One ``events.ingested`` audit entry per
     batch (data ``historical: true``). Idempotent per ``event_id``. Returns the events stored."""

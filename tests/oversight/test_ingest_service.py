@@ -377,6 +377,50 @@ def test_an_ingested_batch_is_processed_after_commit(own_system, ingest_account,
     assert not EventRaw.objects.filter(processed_at__isnull=True).exists()
 
 
+# --- SQLite: the INSERT OR IGNORE path ---------------------------------------------------------------
+
+
+def raw_stored_columns() -> list[tuple]:
+    """Every stored event's columns as the database holds them (the text of the JSON, of the times)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT event_id, system_id, category, severity, signal, value, occurred_at, received_at, attributes, "
+            "scenario_id, processed_at FROM events_raw ORDER BY event_id"
+        )
+        return cursor.fetchall()
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="the SQLite insert path")
+def test_the_sqlite_insert_and_the_bulk_create_path_store_identical_rows(own_system, monkeypatch, no_processing):
+    items = [
+        *items_for(own_system, 3, attributes={"ü": ["x", 1.5, None, True], "nested": {"q": 'a\tb\\n"c"'}}),
+        *items_for(own_system, 2, scenario_id="scn-7", value=-0.0),
+        *items_for(own_system, 2, value=1e308, occurred_at="2025-06-01T13:59:59.999999+02:00"),
+    ]
+    first = ingest_events(items=items, submitted_by=None, now=NOW)
+    inserted, raw_inserted = stored_rows(), raw_stored_columns()
+    EventRaw.objects.all().delete()
+    monkeypatch.setattr(ingest, "_store_events", ingest._bulk_create_events)
+
+    second = ingest_events(items=items, submitted_by=None, now=NOW)
+
+    assert stored_rows() == inserted
+    assert raw_stored_columns() == raw_inserted  # byte for byte: the same adaptation as the ORM's
+    assert (first.accepted, first.duplicates) == (second.accepted, second.duplicates) == (7, 0)
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="the SQLite insert path")
+def test_the_sqlite_insert_path_skips_and_counts_stored_event_ids(own_system, no_processing):
+    old, new = items_for(own_system, 3), items_for(own_system, 2)
+    ingest_events(items=old, submitted_by=None, now=NOW)
+
+    again = ingest_events(items=[*old[:2], *new], submitted_by=None, now=NOW)
+
+    assert (again.accepted, again.duplicates) == (2, 2)
+    assert EventRaw.objects.count() == 5
+    assert EventRaw.objects.filter(batch_id=again.batch_id).count() == 2
+
+
 # --- PostgreSQL: the COPY path ---------------------------------------------------------------------
 
 

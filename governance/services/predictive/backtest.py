@@ -26,10 +26,17 @@ from django.utils import timezone
 
 from config import registry
 from governance.choices import PredictionType
-from governance.services.predictive.features import feature_table, features_for_type
+from governance.services.predictive.features import (
+    DAY_WINDOW,
+    LONG_WINDOW,
+    SHORT_WINDOW,
+    feature_table,
+    features_for_type,
+)
 from governance.services.predictive.history import synthetic_history
 from governance.services.predictive.model import Predictor, forecast_quality, predictor_fit
 from governance.services.predictive.onsets import onset_times
+from oversight.selectors import signal_window_stats_walk
 
 WARMUP_HOURS = 48  # steps start once the 7-day features have two days of baseline
 
@@ -67,9 +74,13 @@ def labelled_samples(
         )  # fmt: skip
         for t in types
     }
+    # The telemetry statistics of every step from one read of the events (the same numbers as the query
+    # feature_table runs in production at one as_of); the other families are queried per step.
+    walk = signal_window_stats_walk(system_ids=system_ids, untils=steps, short=SHORT_WINDOW, day=DAY_WINDOW,
+                                    long=LONG_WINDOW)  # fmt: skip
     rows_ids, rows_at, blocks = [], [], []
     for as_of in steps:
-        table = feature_table(system_ids=system_ids, as_of=as_of)
+        table = feature_table(system_ids=system_ids, as_of=as_of, window_stats=walk[as_of])
         keep = table.history_hours >= min_history_hours
         blocks.append(table.matrix[keep])
         rows_ids += [s for s, k in zip(table.system_ids, keep, strict=True) if k]

@@ -34,7 +34,7 @@ from governance.choices import AssessmentStatus, PredictionType
 from governance.models import ControlAssessment, EvaluationRun
 from governance.sql import HoursFrom
 from incidents.selectors import incident_counts
-from oversight.selectors import alert_counts, event_history_start, signal_window_stats
+from oversight.selectors import SignalWindowStats, alert_counts, event_history_start, signal_window_stats
 
 SHORT_WINDOW = timedelta(hours=6)
 DAY_WINDOW = timedelta(hours=24)
@@ -156,8 +156,15 @@ def _slope(n: float, sx: float, sy: float, sxy: float, sxx: float) -> float:
     return (n * sxy - sx * sy) / denominator
 
 
-def feature_table(*, system_ids: Iterable[UUID], as_of: datetime) -> FeatureTable:
-    """The features of ``system_ids`` at ``as_of`` (see the module docstring): six queries in all."""
+def feature_table(
+    *,
+    system_ids: Iterable[UUID],
+    as_of: datetime,
+    window_stats: dict[tuple[UUID, str], SignalWindowStats] | None = None,
+) -> FeatureTable:
+    """The features of ``system_ids`` at ``as_of`` (see the module docstring): six queries in all.
+    ``window_stats``: the telemetry statistics at ``as_of`` already computed (the backtest's
+    :func:`~oversight.selectors.signal_window_stats_walk`, the same numbers), instead of their query."""
     ids = list(dict.fromkeys(system_ids))
     matrix = np.zeros((len(ids), len(FEATURE_NAMES)), dtype=np.float64)
     matrix[:, [i for name, i in _INDEX.items() if name.endswith("_hours_to_warning")]] = HORIZON_CAP_HOURS
@@ -167,7 +174,7 @@ def feature_table(*, system_ids: Iterable[UUID], as_of: datetime) -> FeatureTabl
         [(as_of - starts[s]).total_seconds() / 3600 if s in starts else 0.0 for s in ids], dtype=np.float64
     )
     if ids:
-        _telemetry(matrix, position, as_of=as_of, history=history)
+        _telemetry(matrix, position, as_of=as_of, history=history, stats=window_stats)
         _evaluations(matrix, position, as_of=as_of)
         _assessments(matrix, position, as_of=as_of)
         _alerts_and_incidents(matrix, position, as_of=as_of)
@@ -178,11 +185,17 @@ def _set(matrix: np.ndarray, row: int, name: str, value: float) -> None:
     matrix[row, _INDEX[name]] = value
 
 
-def _telemetry(matrix: np.ndarray, position: dict[UUID, int], *, as_of: datetime, history: np.ndarray) -> None:
+def _telemetry(
+    matrix: np.ndarray, position: dict[UUID, int], *, as_of: datetime, history: np.ndarray,
+    stats: dict[tuple[UUID, str], SignalWindowStats] | None,
+) -> None:  # fmt: skip
     thresholds = signal_thresholds()
-    stats = signal_window_stats(
-        system_ids=list(position), until=as_of, short=SHORT_WINDOW, day=DAY_WINDOW, long=LONG_WINDOW
-    )
+    if stats is None:
+        stats = signal_window_stats(
+            system_ids=list(position), until=as_of, short=SHORT_WINDOW, day=DAY_WINDOW, long=LONG_WINDOW
+        )
+    else:
+        stats = {key: s for key, s in stats.items() if key[0] in position}
     volume_short = np.zeros(len(position))
     volume_long = np.zeros(len(position))
     compliance_max = np.zeros(len(position))

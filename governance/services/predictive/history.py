@@ -282,9 +282,12 @@ class _Writer:
         if past.size and signal not in DRIFT_SIGNALS:
             crossing = float(hours[past[0]])
         critical = float(spec["critical"])
-        for hour, value, lvl in zip(hours, values, level, strict=True):
+        # One draw of 16 bytes per event in a single call: the same stream as a call per event.
+        ids = self.rng.bytes(16 * hours.size)
+        for i, (hour, value, lvl) in enumerate(zip(hours.tolist(), values.tolist(), level.tolist(), strict=True)):
             severity = "info" if lvl <= 1.0 else ("high" if value >= critical else "medium")
-            self.events.append(_event(system.pk, category, severity, signal, float(value), self.at(hour), self.rng))
+            event_id = ids[16 * i : 16 * i + 16]
+            self.events.append(_event(system.pk, category, severity, signal, value, self.at(hour), event_id))
         return signal, crossing
 
     def _evaluations(self, system: AISystem) -> None:
@@ -326,11 +329,11 @@ class _Writer:
             ))  # fmt: skip
 
 
-def _event(system_id, category, severity, signal, value, occurred_at, rng: np.random.Generator):
+def _event(system_id, category, severity, signal, value, occurred_at, id_bytes: bytes):
     from oversight.validation import CleanEvent
 
     return CleanEvent(
-        event_id=uuid.UUID(bytes=rng.bytes(16), version=4), system_id=system_id, category=category,
+        event_id=uuid.UUID(bytes=id_bytes, version=4), system_id=system_id, category=category,
         severity=severity, signal=signal, value=value, occurred_at=occurred_at, attributes_json=_EMPTY,
         scenario_id=None, attributes={},
     )  # fmt: skip
