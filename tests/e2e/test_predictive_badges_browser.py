@@ -106,3 +106,45 @@ def test_an_ai_system_page_shows_its_badges_recent_predictions_and_panel(live_se
     assert panel.locator('tr.versus-actual-row[data-prediction-type="drift_risk"] td.recall').inner_text() == "67%"
     assert panel.locator("tr.matured-prediction").count() == 4
     assert browser_page.js_errors == []
+
+
+DEMO_PREDICTIONS = {
+    "steps": [{"key": "estate", "params": {}}, {"key": "predictions", "params": {"days": 8}}],
+    "expected_outcomes": {"predictions": {"active_models": {"eq": 3}, "predictions": {"gte": 18}}},
+}
+
+
+def test_the_demo_data_shows_badges_on_the_home_and_system_pages(live_server, browser_page, transactional_db):
+    """The golden demo's own predictions step (estate history, synthetic training, the real pass), then
+    the pages: every badge on screen is a latest prediction above its threshold, with its score."""
+    from governance.models import DemoScenario, PredictiveGovernance
+    from governance.services.demo import demo_run_execute, demo_run_start
+
+    UserFactory(username="ada", roles=[Role.ADMIN])
+    scenario = DemoScenario.objects.create(scenario_name="predictions only", category="training", **DEMO_PREDICTIONS)
+    run = demo_run_execute(run_id=demo_run_start(scenario=scenario, seed=42).pk)
+    assert run.status == "succeeded", run.error
+    flagged = [
+        p
+        for p in PredictiveGovernance.objects.filter(above_threshold=True).select_related("system")
+        if p == PredictiveGovernance.objects.filter(system=p.system, prediction_type=p.prediction_type).first()
+    ]
+    assert flagged, "the demo history is built so some risks are unfolding at the end"
+
+    log_in(browser_page, live_server, "ada")
+    block = browser_page.locator("#vigil-predicted-risk")
+    block.wait_for()
+    for prediction in flagged:
+        row = block.locator(f'tr.predicted-risk-row[data-system="{prediction.system.name}"]')
+        badge = row.locator(f'.prediction-badge[data-prediction-type="{prediction.prediction_type}"]')
+        assert badge.locator(".badge-score").inner_text() == f"score {prediction.risk_score:.0%}"
+        assert badge.locator("li.badge-factor").count() >= 1
+    assert block.locator(".prediction-badge").count() == len(flagged)
+    assert browser_page.js_errors == []
+
+    system = flagged[0].system
+    browser_page.goto(f"{live_server.url}{reverse('admin:governance_aisystem_change', args=[system.pk])}")
+    section = browser_page.locator("#system-predictions")
+    section.wait_for()
+    assert section.locator("tr.recent-prediction").count() >= 3
+    assert browser_page.js_errors == []
