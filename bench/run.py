@@ -48,6 +48,7 @@ def main() -> None:
     from bench import (
         bench_cicd_gate,
         bench_dashboard,
+        bench_demo,
         bench_foundation,
         bench_hitl,
         bench_incidents,
@@ -71,6 +72,7 @@ def main() -> None:
     benchmarks["predictive_surface"] = bench_predictive_surface.run
     benchmarks["predictive"] = bench_predictive.run
     benchmarks["predict_backtest"] = bench_predictive.run_backtest
+    benchmarks["demo"] = bench_demo.run
     selected = sys.argv[1:] or list(benchmarks)
     for name in selected:
         print(f"== {name}")

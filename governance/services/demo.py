@@ -204,9 +204,8 @@ def demo_run_execute(*, run_id: Any, on_event: EventCallback | None = None) -> D
     run = DemoRun.objects.select_related("scenario").get(pk=run_id)
     if not claimed:
         return run
-    from governance.services.kpis import kpi_report
 
-    run.kpis_before = kpi_report()
+    run.kpis_before = demo_scorecard()
     run.save(update_fields=["kpis_before", "updated_at"])
     ctx = DemoContext(run=run, seed=run.seed, started_at=run.started_at)
     expected_all = run.scenario.expected_outcomes or {}
@@ -229,7 +228,7 @@ def demo_run_execute(*, run_id: Any, on_event: EventCallback | None = None) -> D
     for result in run.step_results:
         if result["status"] == "pending" and error:
             result["status"] = "skipped"
-    run.kpis_after = ctx.state.get("kpi_report") or kpi_report()
+    run.kpis_after = ctx.state.get("kpi_report") or demo_scorecard()
     return _finish(run, status=DemoRunStatus.FAILED if error else DemoRunStatus.SUCCEEDED, error=error)
 
 
@@ -362,3 +361,13 @@ def audit_slice(run: DemoRun):
         else AuditLog.objects.order_by("-seq").values_list("seq", flat=True).first()
     )
     return AuditLog.objects.filter(seq__gte=run.audit_seq_first, seq__lte=last).order_by("seq")
+
+
+def demo_scorecard() -> dict:
+    """The KPI scorecard, after writing this process's buffered function metrics: the observability figures
+    then count what the run itself did, not only what an earlier periodic flush happened to write."""
+    from governance.services.kpis import kpi_report
+    from tasks import metrics
+
+    metrics.flush()
+    return kpi_report()

@@ -649,9 +649,10 @@ PROOF_CRITERIA = (
     "package carries them.",
 )
 def kpi_proof_step(ctx: DemoContext, params: dict[str, Any]) -> StepOutput:
-    from governance.services.kpis import MET, NOT_MEASURED, NOT_MET, kpi_report
+    from governance.services.demo import demo_scorecard
+    from governance.services.kpis import MET, NOT_MEASURED, NOT_MET
 
-    report = kpi_report()
+    report = demo_scorecard()
     ctx.state["kpi_report"] = report
     scorecard = {row["code"]: row for row in report["kpis"]}
     rows = [_proof_row(code, scorecard[code], ctx) for code in PROOF_CRITERIA if code in scorecard]
