@@ -524,7 +524,8 @@ def bypass_attempt_step(ctx: DemoContext, params: dict[str, Any]) -> StepOutput:
     from governance.services.bypass import bypass_scan
     from governance.services.bypass.core import PLATFORM_SYSTEM_NAME
     from governance.services.deployments import deployment_record
-    from incidents.models import Incident
+    from incidents.models import OPEN_INCIDENT_STATUSES, Incident
+    from oversight.models import Alert
 
     gate = ctx.state.get("gate") or {}
     system = AISystem.objects.get(name=gate.get("system", params.get("system", GATE_SYSTEM)))
@@ -535,7 +536,12 @@ def bypass_attempt_step(ctx: DemoContext, params: dict[str, Any]) -> StepOutput:
         system=system, artifact=artifact, environment="production", deployed_at=since, actor=_operator(ctx)
     )
     scans = bypass_scan()
-    security = Incident.objects.filter(system__name=PLATFORM_SYSTEM_NAME, opened_at__gte=since)
+    # The detection's alert opens a security incident — or, when an earlier run's incident for the same
+    # alert is still open, joins it: both count (a re-run on the same database must still prove the catch).
+    fired = Alert.objects.filter(system__name=PLATFORM_SYSTEM_NAME, last_seen_at__gte=since).values("fingerprint")
+    security = Incident.objects.filter(system__name=PLATFORM_SYSTEM_NAME).filter(
+        Q(opened_at__gte=since) | Q(fingerprint__in=fired, status__in=OPEN_INCIDENT_STATUSES)
+    )
     deadline = time.monotonic() + float(params.get("wait_seconds", WAIT_FOR_DETECTION_SECONDS))
     while not security.exists() and time.monotonic() < deadline:  # a real worker processes asynchronously
         time.sleep(0.5)

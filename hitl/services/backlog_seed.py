@@ -393,9 +393,10 @@ def plan_backlog(
     judgement = [s for s in sources if not s.routine and s.kind in ("policy_exception", "model_change", "rate")]
     routine = [s for s in sources if s.routine]
     queued = []
-    for index in range(pending):
+    roles = _spread_roles({"critical": n_critical, "high": n_high, "judgement": n_judgement}, total=pending)
+    for role in roles:
         at = now - timedelta(seconds=pending_rng.uniform(60, PENDING_SPAN.total_seconds()))
-        if index < n_critical:
+        if role == "critical":
             item = draw_item(
                 pending_rng.choice(high_risk_threshold or serious),
                 at=at,
@@ -404,10 +405,10 @@ def plan_backlog(
                 routine=False,
             )
             item.severity = Severity.CRITICAL
-        elif index < n_critical + n_high:
+        elif role == "high":
             item = draw_item(pending_rng.choice(serious), at=at, rng=pending_rng, thresholds=thresholds, routine=False)
             item.severity = Severity.HIGH
-        elif index < n_critical + n_high + n_judgement:
+        elif role == "judgement":
             item = draw_item(
                 pending_rng.choice(judgement), at=at, rng=pending_rng, thresholds=thresholds, routine=False
             )
@@ -417,6 +418,19 @@ def plan_backlog(
             item = draw_item(source, at=at, rng=pending_rng, thresholds=thresholds, routine=True)
         queued.append(item)
     return decided, queued
+
+
+def _spread_roles(counts: dict[str, int], *, total: int) -> list[str]:
+    """``total`` roles with exactly ``counts[role]`` of each named role (the rest ``routine``), spread evenly
+    over the sequence rather than front-loaded: every stretch of it, including the tail a top-up creates
+    on a database that already holds the start of the plan, carries its share of serious items."""
+    counts = {**counts, "routine": max(0, total - sum(counts.values()))}
+    placed = sorted(
+        ((j + 0.5) / n, order, role)
+        for order, (role, n) in enumerate(counts.items())
+        for j in range(n)
+    )  # fmt: skip
+    return [role for _, _, role in placed][:total]
 
 
 # --- writing ----------------------------------------------------------------------------------------

@@ -87,6 +87,21 @@ def test_running_it_again_creates_nothing_and_a_larger_count_tops_up():
     assert ReviewItem.objects.filter(status=ReviewStatus.PENDING).count() == 70
 
 
+def test_a_top_up_brings_its_share_of_serious_items_not_only_routine_ones():
+    """Serious items are spread over the plan, not front-loaded: after people worked through a seeded
+    backlog, topping it up again (a second `make demo` on the same database) gives them serious work too."""
+    seed("--pending", "143", "--history", "120", "--no-train")
+    admin = UserFactory(username="ops-admin", roles=[Role.ADMIN])
+    ids = list(ReviewItem.objects.filter(status=ReviewStatus.PENDING).values_list("id", flat=True))
+    review_items_bulk_decide(user=admin, rationale="worked through", ids=ids, decision="approve")
+
+    seed("--pending", "286", "--history", "120", "--no-train")
+
+    added = Counter(ReviewItem.objects.filter(status=ReviewStatus.PENDING).values_list("severity", flat=True))
+    assert sum(added.values()) == 143
+    assert added["critical"] >= 1 and added["high"] >= 4
+
+
 def test_the_same_seed_plans_the_same_backlog():
     seed("--pending", "30", "--history", "50", "--seed", "7", "--no-train")
     first = sorted(ReviewItem.objects.values_list("title", "severity", "decision"))
