@@ -4,7 +4,8 @@
 half. ``history``: this installation's matured predictions — their features recomputed at their ``as_of``
 from the retained tables, labelled by their outcome — once ``retrain_min_labelled`` exist; as in the backtest,
 a prediction made within ``timeframe_hours`` after an onset of its type is no forecast and is left out; the
-newest 30 % of ``as_of`` slots are held out, and the lead time is the new version's on them. A new version is activated when its quality is at least the active one's.
+newest 30 % of ``as_of`` slots are held out, and the lead time is the new version's on them. A new version
+is activated when its quality is at least the active one's.
 """
 
 from __future__ import annotations
