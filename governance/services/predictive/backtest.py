@@ -99,22 +99,25 @@ def labelled_samples(
 
 
 def lead_times(
-    *, samples: SampleSet, scores: np.ndarray, prediction_type: str, threshold: float, timeframe: timedelta
-) -> dict[str, Any]:
-    """Mean lead time of the onsets detected before they happened (see the module docstring)."""
+    *, system_ids: list[UUID], as_of: list[datetime], scores: np.ndarray, onsets: dict[UUID, list[datetime]],
+    threshold: float, timeframe: timedelta,
+) -> dict[str, Any]:  # fmt: skip
+    """Mean lead time of the onsets detected before they happened (see the module docstring): ``scores`` of
+    the samples (``system_ids`` × ``as_of``), ``onsets`` the sorted onset times per system. Also used by
+    retraining on history (:mod:`train`)."""
     by_system: dict[UUID, list[tuple[datetime, float]]] = {}
-    for system_id, as_of, score in zip(samples.system_ids, samples.as_of, scores, strict=True):
-        by_system.setdefault(system_id, []).append((as_of, float(score)))
+    for system_id, moment, score in zip(system_ids, as_of, scores, strict=True):
+        by_system.setdefault(system_id, []).append((moment, float(score)))
     leads, onsets_seen = [], 0
     for system_id, steps in by_system.items():
-        times = samples.onsets[prediction_type].get(system_id, [])
+        times = onsets.get(system_id, [])
         episodes = [at for i, at in enumerate(times) if i == 0 or at - times[i - 1] > timeframe]
         for onset in episodes:
-            before = sorted((as_of, score) for as_of, score in steps if onset - timeframe <= as_of < onset)
+            before = sorted((moment, score) for moment, score in steps if onset - timeframe <= moment < onset)
             if not before:
                 continue
             onsets_seen += 1
-            crossed = [as_of for as_of, score in before if score >= threshold]
+            crossed = [moment for moment, score in before if score >= threshold]
             if crossed:
                 leads.append((onset - crossed[0]).total_seconds() / 3600)
     return {
@@ -201,7 +204,8 @@ def evaluate_type(
     )  # fmt: skip
     scores = predictor.score(holdout.matrix)
     metrics = forecast_quality(scores=scores, labels=holdout.labels[prediction_type], threshold=threshold)
-    metrics.update(lead_times(samples=holdout, scores=scores, prediction_type=prediction_type, threshold=threshold,
+    metrics.update(lead_times(system_ids=holdout.system_ids, as_of=holdout.as_of, scores=scores,
+                              onsets=samples.onsets[prediction_type], threshold=threshold,
                               timeframe=timeframe))  # fmt: skip
     metrics["train_samples"] = int(train.labels[prediction_type].size)
     metrics["train_positives"] = int(train.labels[prediction_type].sum())

@@ -202,4 +202,6 @@ def at_least_as_good(candidate: dict[str, Any], active: dict[str, Any]) -> bool:
         return False
     if not math.isclose(new_auc, old_auc, abs_tol=1e-4):
         return new_auc > old_auc
-    return (candidate.get("brier") or 1.0) <= (active.get("brier") or 1.0)
+    # A missing Brier score counts as the worst (1); a perfect one (0.0) is not missing.
+    new_brier, old_brier = candidate.get("brier"), active.get("brier")
+    return (1.0 if new_brier is None else new_brier) <= (1.0 if old_brier is None else old_brier)

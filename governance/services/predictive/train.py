@@ -2,8 +2,10 @@
 
 ``synthetic``: the backtest's procedure on a synthetic history (rolled back), metrics from the held-out
 half. ``history``: this installation's matured predictions — their features recomputed at their ``as_of``
-from the retained tables, labelled by their outcome — once ``retrain_min_labelled`` exist; the newest 30 %
-of ``as_of`` slots are held out. A new version is activated when its quality is at least the active one's.
+from the retained tables, labelled by their outcome — once ``retrain_min_labelled`` exist; as in the backtest,
+a prediction made within ``timeframe_hours`` after an onset of its type is no forecast and is left out; the
+newest 30 % of ``as_of`` slots are held out, and the lead time is the new version's on them. A new version
+is activated when its quality is at least the active one's.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from governance.choices import AuditAction, PredictionOutcome, PredictionType, P
 from governance.models import PredictiveGovernance, PredictorModel
 from governance.services.audit import audit_record
 from governance.services.predictions import predictor_model_activate
-from governance.services.predictive.backtest import backtest_run
+from governance.services.predictive.backtest import backtest_run, lead_times
 from governance.services.predictive.features import feature_table, features_for_type
 from governance.services.predictive.model import (
     NotLearnable,
@@ -30,6 +32,7 @@ from governance.services.predictive.model import (
     forecast_quality,
     predictor_fit,
 )
+from governance.services.predictive.onsets import onset_times
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +78,7 @@ def labelled_outcomes_count() -> int:
 
 def _train_on_history(prediction_type: str, *, seed: int) -> tuple[Predictor, dict]:
     settings = registry.get("governance.predictive")
+    timeframe = timedelta(hours=settings["timeframe_hours"])
     matured = PredictiveGovernance.objects.filter(prediction_type=prediction_type).exclude(
         outcome=PredictionOutcome.PENDING
     )
@@ -91,42 +95,27 @@ def _train_on_history(prediction_type: str, *, seed: int) -> tuple[Predictor, di
         at += [as_of] * len(table.system_ids)
         labels += [int(rows[s] == PredictionOutcome.OCCURRED) for s in table.system_ids]
     matrix, y = np.vstack(blocks), np.array(labels)
+    # As in the backtest: a prediction made while the risk was already under way (an onset in the timeframe
+    # before it) is no forecast; it neither trains nor measures the model.
+    onsets = onset_times(prediction_type=prediction_type, system_ids=set(ids), since=slots[0] - timeframe,
+                         until=slots[-1] + timeframe)  # fmt: skip
+    eligible = np.array(
+        [not any(a - timeframe < t <= a for t in onsets.get(s, ())) for s, a in zip(ids, at, strict=True)], dtype=bool
+    )
     cut = slots[int(len(slots) * (1 - HISTORY_HOLDOUT))] if len(slots) > 1 else slots[-1]
-    in_train = np.array([a < cut for a in at])
+    in_train = eligible & np.array([a < cut for a in at], dtype=bool)
+    held_out = eligible & ~in_train
     predictor = predictor_fit(prediction_type=prediction_type, feature_names=features_for_type(prediction_type),
                               full=matrix[in_train], labels=y[in_train], seed=seed)  # fmt: skip
-    scores = predictor.score(matrix[~in_train])
+    scores = predictor.score(matrix[held_out])
     threshold = settings["alert_thresholds"][prediction_type]
-    metrics = forecast_quality(scores=scores, labels=y[~in_train], threshold=threshold)
-    metrics.update(_history_lead_times(matured, slots_from=cut))
+    metrics = forecast_quality(scores=scores, labels=y[held_out], threshold=threshold)
+    rows = np.flatnonzero(held_out)
+    metrics.update(lead_times(system_ids=[ids[i] for i in rows], as_of=[at[i] for i in rows], scores=scores,
+                              onsets=onsets, threshold=threshold, timeframe=timeframe))  # fmt: skip
     metrics["train_samples"] = int(in_train.sum())
+    metrics["train_positives"] = int(y[in_train].sum())
     return predictor, metrics
-
-
-def _history_lead_times(matured, *, slots_from) -> dict:
-    """Lead time on real history: for each observed onset (``outcome_at``) of the held-out period, the
-    hours from the first above-threshold prediction of the preceding timeframe to it."""
-    onsets = (
-        matured.filter(outcome=PredictionOutcome.OCCURRED, as_of__gte=slots_from)
-        .values("system_id", "outcome_at")
-        .distinct()
-    )
-    leads = []
-    for row in onsets:
-        first = (
-            matured.filter(
-                system_id=row["system_id"],
-                above_threshold=True,
-                as_of__lt=row["outcome_at"],
-                as_of__gte=row["outcome_at"] - timedelta(hours=24),
-            )  # fmt: skip
-            .order_by("as_of")
-            .values_list("as_of", flat=True)
-            .first()
-        )
-        if first is not None:
-            leads.append((row["outcome_at"] - first).total_seconds() / 3600)
-    return {"mean_lead_time_hours": round(float(np.mean(leads)), 2) if leads else None, "onsets_detected": len(leads)}
 
 
 def _store(prediction_type: str, predictor: Predictor, metrics: dict, *, source: str) -> PredictorModel:
