@@ -281,6 +281,21 @@ class ChainVerification:
         return f"audit chain BROKEN at seq={self.broken_seq} (id={self.broken_id}): {self.reason}"
 
 
+def chain_link_break(
+    *, seq: int, prev_hash: str, stored_hash: str, recomputed_hash: str, expected_seq: int, expected_prev_hash: str
+) -> str:
+    """Why one row does not continue the chain ("" when it does): a sequence gap (rows removed, inserted or
+    reordered), a broken prev_hash link, or a stored hash that its content does not produce (altered).
+    The one rule for every walk of the chain: the live table and an evidence package's slice."""
+    if seq != expected_seq:
+        return f"sequence gap: expected seq={expected_seq}, found seq={seq} (rows were removed or inserted out of band)"
+    if prev_hash != expected_prev_hash:
+        return "prev_hash does not match the hash of the previous row"
+    if recomputed_hash != stored_hash:
+        return "stored hash does not match the row's content (the row was altered)"
+    return ""
+
+
 def audit_chain_verify(*, chunk_size: int = 5000) -> ChainVerification:
     """Walk the whole chain in seq order and report the first broken row.
 
@@ -291,17 +306,16 @@ def audit_chain_verify(*, chunk_size: int = 5000) -> ChainVerification:
     expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
     last_row: AuditLog | None = None
     for row in AuditLog.objects.order_by("seq").iterator(chunk_size=chunk_size):
-        if row.seq != expected_seq:
-            return _broken(
-                row,
-                checked,
-                f"sequence gap: expected seq={expected_seq}, found seq={row.seq} "
-                f"(rows were removed or inserted out of band)",
-            )
-        if row.prev_hash != prev_hash:
-            return _broken(row, checked, "prev_hash does not match the hash of the previous row")
-        if _row_hash(row) != row.hash:
-            return _broken(row, checked, "stored hash does not match the row's content (the row was altered)")
+        reason = chain_link_break(
+            seq=row.seq,
+            prev_hash=row.prev_hash,
+            stored_hash=row.hash,
+            recomputed_hash=_row_hash(row),
+            expected_seq=expected_seq,
+            expected_prev_hash=prev_hash,
+        )
+        if reason:
+            return _broken(row, checked, reason)
         prev_hash, expected_seq, checked, last_row = row.hash, expected_seq + 1, checked + 1, row
 
     anchored = _check_last_verified_head(last_row, checked)

@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from governance.choices import AuditAction
 from governance.models import DemoRun
-from governance.services.audit import audit_record, compute_hash
+from governance.services.audit import audit_record, chain_link_break, compute_hash
 
 FORMAT = "vigil-demo-evidence/1"
 DEFAULT_EVIDENCE_DIR = "demo-evidence"
@@ -333,12 +333,16 @@ def _verify_chain(data: bytes, chain: dict[str, Any]) -> tuple[str, int]:
             )
         except (ValueError, KeyError, TypeError) as exc:
             return f"{where}: unreadable audit row ({exc})", count
-        if seq != expected_seq:
-            return f"{where} (seq={seq}): expected seq={expected_seq} (rows removed, added or reordered)", count
-        if row["prev_hash"] != prev_hash:
-            return f"{where} (seq={seq}): prev_hash does not match the previous row's hash", count
-        if recomputed != row["hash"]:
-            return f"{where} (seq={seq}): hash does not match the row's content (altered)", count
+        reason = chain_link_break(
+            seq=seq,
+            prev_hash=row["prev_hash"],
+            stored_hash=row["hash"],
+            recomputed_hash=recomputed,
+            expected_seq=expected_seq,
+            expected_prev_hash=prev_hash,
+        )
+        if reason:
+            return f"{where} (seq={seq}): {reason}", count
         prev_hash, last_hash, expected_seq, count = row["hash"], row["hash"], seq + 1, count + 1
     if count != chain.get("rows"):
         return f"{AUDIT_FILE}: {count} rows, the manifest says {chain.get('rows')} (truncated)", count
