@@ -388,25 +388,8 @@ class FunctionMetricsRecorder:
 recorder = FunctionMetricsRecorder()
 
 
-def record(
-    *,
-    name: str,
-    kind: str,
-    latency_ms: float,
-    error_type: str | None = None,
-    error_message: str = "",
-    task_id: str = "",
-    path: str = "",
-) -> None:
-    recorder.record(
-        name=name,
-        kind=kind,
-        latency_ms=latency_ms,
-        error_type=error_type,
-        error_message=error_message,
-        task_id=task_id,
-        path=path,
-    )
+# The module-level entry points are the process's recorder's own methods.
+record = recorder.record
 
 
 def flush() -> int:
