@@ -54,13 +54,17 @@ def as_uuid(value: object) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
 
 
+def uuid_or_none(value: object) -> UUID | None:
+    """``value`` as a UUID, or None when it does not read as one (an id from a URL, a body or a document)."""
+    try:
+        return as_uuid(value)
+    except ValueError:
+        return None
+
+
 def is_uuid(value: object) -> bool:
     """Whether ``value`` reads as a UUID (ids in URLs and bodies are checked before any query)."""
-    try:
-        as_uuid(value)
-    except ValueError:
-        return False
-    return True
+    return uuid_or_none(value) is not None
 
 
 def team_list(*, user: User) -> QuerySet[Team]:

@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from governance.choices import AuditAction, Severity
 from governance.models import AISystem, AuditLog, EvaluationRun, Policy, PolicyVersion, User
-from governance.selectors import as_uuid, is_uuid
+from governance.selectors import uuid_or_none
 from governance.services.audit import audit_record
 from governance.services.bypass.gate_circumvention import is_unverified_gateway_result
 from governance.services.errors import InvalidFields
@@ -96,10 +96,6 @@ class GateDecision:
 
 
 # --- which policy versions ---------------------------------------------------------------------------------
-def _uuid_or_none(value: Any) -> Any:
-    return as_uuid(value) if is_uuid(value) else None
-
-
 def _parse_policy_ref(ref: str) -> tuple[str, int | None]:
     key, _, pinned = ref.strip().rpartition("@") if "@" in ref else (ref.strip(), "", "")
     if pinned and not pinned.isdigit():
@@ -125,7 +121,7 @@ def policy_versions_for_gate(
         return [(policy, policy.active_version, None) for policy in policies.order_by("key")], {}
     errors: dict[str, list[str]] = {}
     refs = [_parse_policy_ref(ref) for ref in policy_ids]
-    ids = {_uuid_or_none(key) for key, _ in refs} - {None}
+    ids = {uuid_or_none(key) for key, _ in refs} - {None}
     found = Policy.objects.filter(Q(key__in={key for key, _ in refs}) | Q(pk__in=ids)).select_related("active_version")
     by_ref = {}
     for policy in found:
@@ -137,7 +133,7 @@ def policy_versions_for_gate(
         pinned = {(v.policy_id, v.version): v for v in PolicyVersion.objects.filter(_version_q(pinned_numbers))}
     chosen = []
     for index, (key, number) in enumerate(refs):
-        policy = by_ref.get(key) or by_ref.get(str(_uuid_or_none(key)))
+        policy = by_ref.get(key) or by_ref.get(str(uuid_or_none(key)))
         if policy is None:
             errors[f"policy_ids.{index}"] = [f"no policy {key!r}"]
             continue
@@ -162,7 +158,7 @@ def _version_q(pairs: set[tuple[Any, int]]) -> Q:
 # --- evaluation runs ---------------------------------------------------------------------------------------
 def _named_runs(system: AISystem, ids: Sequence[str]) -> tuple[list[EvaluationRun], dict[str, list[str]]]:
     errors: dict[str, list[str]] = {}
-    wanted = [(index, _uuid_or_none(ref)) for index, ref in enumerate(ids)]
+    wanted = [(index, uuid_or_none(ref)) for index, ref in enumerate(ids)]
     runs = {run.pk: run for run in EvaluationRun.objects.filter(pk__in=[pk for _, pk in wanted if pk])}
     found = []
     for index, pk in wanted:

@@ -33,7 +33,7 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 
 from governance.models import AuditLog
-from governance.selectors import scope_to_teams
+from governance.selectors import scope_to_teams, uuid_or_none
 from hitl.models import ReviewItem
 from incidents.models import Incident, IncidentEvent, IncidentLink, LinkRelation, LinkTarget
 from oversight.models import Alert, EventRaw
@@ -134,7 +134,7 @@ def _timeline_references(ids: list[Any]) -> tuple[dict[Any, set], dict[Any, set]
     )
     for incident_id, data in rows.values_list("incident_id", "data"):
         for key, bucket in (("alert_id", alert_ids), ("review_item_id", review_ids)):
-            target = _as_uuid((data or {}).get(key))
+            target = uuid_or_none((data or {}).get(key))
             if target is not None:
                 bucket[target].add(incident_id)
     return alert_ids, review_ids
@@ -164,7 +164,7 @@ def _link_cited_audit_entries(evidence: dict[str, set], link: LinkFn) -> None:
     events = EventRaw.objects.filter(event_id__in=list(evidence), attributes__has_key="audit_refs")
     for event_id, refs in events.values_list("event_id", "attributes__audit_refs"):
         for ref in refs if isinstance(refs, list) else ():
-            entry_id = _as_uuid(ref)
+            entry_id = uuid_or_none(ref)
             if entry_id is not None:
                 cited[entry_id] |= evidence[str(event_id)]
     if not cited:
@@ -290,7 +290,7 @@ def _similar_incident_pairs(ids: list[Any]) -> list[tuple[uuid.UUID, uuid.UUID, 
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    return [(_as_uuid(incident_id), _as_uuid(other_id), bool(same)) for incident_id, other_id, same in rows]
+    return [(uuid_or_none(incident_id), uuid_or_none(other_id), bool(same)) for incident_id, other_id, same in rows]
 
 
 def _minus_days_sql(column: str, days: int) -> str:
@@ -309,7 +309,7 @@ def _link_audit_entries(ids: list[Any], link: LinkFn) -> None:
     for row in entries.values("id", "seq", "action", "actor", "at", "object_id"):
         data = {"seq": row["seq"], "action": row["action"], "actor": row["actor"], "at": _iso(row["at"])}
         label = f"audit #{row['seq']} {row['action']} by {row['actor']}"
-        incident_id = _as_uuid(row["object_id"])
+        incident_id = uuid_or_none(row["object_id"])
         if incident_id is not None:
             link(incident_id, LinkTarget.AUDIT, row["id"], LinkRelation.RECORDED_IN, label, data)
 
@@ -390,7 +390,7 @@ def _incident_edges_of(incident_ids: Iterable[Any]) -> list[tuple[Any, Any, str]
     rows = IncidentLink.objects.filter(
         Q(incident_id__in=ids) | Q(target_id__in=[str(pk) for pk in ids]), target_type=LinkTarget.INCIDENT
     ).values_list("incident_id", "target_id", "relation")
-    return [(source, _as_uuid(target), relation) for source, target, relation in rows.order_by("created_at")]
+    return [(source, uuid_or_none(target), relation) for source, target, relation in rows.order_by("created_at")]
 
 
 def _incident_node(incident: Incident) -> dict[str, Any]:
@@ -415,18 +415,9 @@ def related_incidents(*, incident: Incident, user: Any, limit: int = 10) -> Quer
         Q(incident_id=incident.pk, target_type=LinkTarget.INCIDENT)
         | Q(target_type=LinkTarget.INCIDENT, target_id=str(incident.pk))
     ).values_list("incident_id", "target_id")
-    related = {pk for source, target in rows for pk in (source, _as_uuid(target))} - {incident.pk, None}
+    related = {pk for source, target in rows for pk in (source, uuid_or_none(target))} - {incident.pk, None}
     queryset = Incident.objects.filter(pk__in=related).select_related("system", "team").order_by("-opened_at")
     return scope_to_teams(queryset, user)[:limit]
-
-
-def _as_uuid(value: Any) -> uuid.UUID | None:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except (TypeError, ValueError, AttributeError):
-        return None
 
 
 def _iso(value: datetime | None) -> str | None:

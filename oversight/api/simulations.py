@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import django_filters
@@ -14,6 +13,7 @@ from rest_framework.response import Response
 
 from governance.api.errors import Conflict
 from governance.choices import Role
+from governance.selectors import uuid_or_none
 from oversight.api.serializers import ErrorEnvelopeSerializer
 from oversight.metrics import simulation_report
 from oversight.models import ACTIVE_SIMULATION_STATUSES, Simulation, SimulationStatus
@@ -173,7 +173,7 @@ class SimulationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return {**super().get_serializer_context(), "live": self.action != "list"}
 
     def get_object(self) -> Simulation:
-        simulation = Simulation.objects.filter(pk=_uuid_or_none(self.kwargs["pk"])).first()
+        simulation = Simulation.objects.filter(pk=uuid_or_none(self.kwargs["pk"])).first()
         if simulation is None:
             raise NotFound(f"No simulation {self.kwargs['pk']!r}.")
         return simulation
@@ -215,10 +215,3 @@ class SimulationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             raise Conflict(str(exc)) from exc
         simulation.refresh_from_db()
         return Response(simulation_representation(simulation))
-
-
-def _uuid_or_none(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
